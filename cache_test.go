@@ -1,0 +1,295 @@
+package m2m
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestSchedule(t *testing.T) {
+	t.Parallel()
+	at := epoch
+	tests := []struct {
+		name         string
+		life         time.Duration
+		r            float64
+		refresh, exp time.Duration // offsets from at
+	}{
+		{"one hour: 80%", time.Hour, 0, 48 * time.Minute, time.Hour - 10*time.Second},
+		{"one hour, full jitter: 75%", time.Hour, 1, 45 * time.Minute, time.Hour - 10*time.Second},
+		{"one day: capped 15 min ahead", 24 * time.Hour, 0, 24*time.Hour - 15*time.Minute, 24*time.Hour - 10*time.Second},
+		{"two seconds: 1 s ahead", 2 * time.Second, 0, time.Second, 1800 * time.Millisecond},
+		{"one second: half", time.Second, 0, 500 * time.Millisecond, 900 * time.Millisecond},
+		{"ten seconds: 1 s floor, 2 s from 80%", 10 * time.Second, 0, 8 * time.Second, 9 * time.Second},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			refresh, exp := schedule(at, tc.life, 0.8, 0.25, 15*time.Minute, tc.r)
+			assert.Equal(t, tc.refresh, refresh.Sub(at))
+			assert.Equal(t, tc.exp, exp.Sub(at))
+			assert.False(t, refresh.After(exp))
+		})
+	}
+}
+
+func TestColdBurstOneRequest(t *testing.T) {
+	t.Parallel()
+	ts := newTokenServer(t)
+	hold := make(chan struct{})
+	ts.set(func(ts *tokenServer) { ts.hold = hold })
+	c, _ := newTestClient(t, ts, nil)
+	src := mustSource(t, c, eventAudience)
+
+	const n = 1000
+	var wg sync.WaitGroup
+	toks := make([]string, n)
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tok, err := src.TokenContext(context.Background())
+			errs[i] = err
+			if tok != nil {
+				toks[i] = tok.AccessToken
+			}
+		}()
+	}
+	require.Eventually(t, func() bool { return ts.hits.Load() == 1 }, 5*time.Second, time.Millisecond)
+	close(hold)
+	wg.Wait()
+	assert.EqualValues(t, 1, ts.hits.Load())
+	for i := range n {
+		require.NoError(t, errs[i])
+		assert.Equal(t, toks[0], toks[i])
+	}
+}
+
+func TestWaiterCancelDoesNotFailSharedFetch(t *testing.T) {
+	t.Parallel()
+	ts := newTokenServer(t)
+	hold := make(chan struct{})
+	ts.set(func(ts *tokenServer) { ts.hold = hold })
+	c, _ := newTestClient(t, ts, nil)
+	src := mustSource(t, c, eventAudience)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancelled := make(chan error, 1)
+	go func() { _, err := src.TokenContext(ctx); cancelled <- err }()
+	patient := make(chan error, 1)
+	go func() { _, err := src.TokenContext(context.Background()); patient <- err }()
+	require.Eventually(t, func() bool { return ts.hits.Load() == 1 }, 5*time.Second, time.Millisecond)
+
+	cancel()
+	assert.ErrorIs(t, <-cancelled, context.Canceled) // returns while the fetch still hangs
+	select {
+	case err := <-patient:
+		t.Fatalf("patient waiter returned early: %v", err)
+	default:
+	}
+	close(hold)
+	require.NoError(t, <-patient)
+	assert.EqualValues(t, 1, ts.hits.Load())
+}
+
+func TestStaleServedDuringSlowRefresh(t *testing.T) {
+	t.Parallel()
+	ts := newTokenServer(t)
+	ts.set(func(ts *tokenServer) { ts.expiresIn = 100 })
+	c, fc := newTestClient(t, ts, nil)
+	src := mustSource(t, c, eventAudience)
+	ctx := context.Background()
+
+	first, err := src.TokenContext(ctx)
+	require.NoError(t, err)
+	fc.Advance(79 * time.Second) // still fresh (refresh at 80 s)
+	again, err := src.TokenContext(ctx)
+	require.NoError(t, err)
+	assert.Same(t, first, again)
+	assert.EqualValues(t, 1, ts.hits.Load())
+
+	hold, arrived := make(chan struct{}), make(chan struct{}, 1)
+	ts.set(func(ts *tokenServer) { ts.hold, ts.arrived = hold, arrived })
+	fc.Advance(2 * time.Second) // stale
+	for range 50 {
+		tok, err := src.TokenContext(ctx)
+		require.NoError(t, err)
+		assert.Same(t, first, tok, "the stale token is served while the refresh runs")
+	}
+	<-arrived
+	assert.EqualValues(t, 2, ts.hits.Load(), "exactly one background refresh")
+
+	close(hold)
+	require.Eventually(t, func() bool {
+		tok, err := src.TokenContext(ctx)
+		return err == nil && tok != first
+	}, 5*time.Second, time.Millisecond)
+	assert.EqualValues(t, 2, ts.hits.Load())
+}
+
+func TestExpiredTokenIsFetchedAgain(t *testing.T) {
+	t.Parallel()
+	ts := newTokenServer(t)
+	ts.set(func(ts *tokenServer) { ts.expiresIn = 60 })
+	c, fc := newTestClient(t, ts, nil)
+	src := mustSource(t, c, eventAudience)
+	first, err := src.TokenContext(context.Background())
+	require.NoError(t, err)
+	fc.Advance(55 * time.Second) // past expiry less its 6 s skew
+	second, err := src.TokenContext(context.Background())
+	require.NoError(t, err)
+	assert.NotEqual(t, first.AccessToken, second.AccessToken)
+	assert.EqualValues(t, 2, ts.hits.Load())
+	assert.Equal(t, epoch.Add(55*time.Second+time.Minute), second.Expiry)
+}
+
+func TestFailedStaleRefreshKeepsServingAndSpacesRetries(t *testing.T) {
+	t.Parallel()
+	ts := newTokenServer(t)
+	ts.set(func(ts *tokenServer) { ts.expiresIn = 100 })
+	c, fc := newTestClient(t, ts, nil)
+	src := mustSource(t, c, eventAudience)
+	first, err := src.TokenContext(context.Background())
+	require.NoError(t, err)
+
+	arrived := make(chan struct{}, 10)
+	ts.set(func(ts *tokenServer) {
+		ts.arrived = arrived
+		ts.reply = func(w http.ResponseWriter, _ *http.Request) bool {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return true
+		}
+	})
+	fc.Advance(85 * time.Second)
+	tok, err := src.TokenContext(context.Background())
+	require.NoError(t, err)
+	assert.Same(t, first, tok)
+	<-arrived
+	require.Eventually(t, func() bool { return src.def.inflight.Load() == nil }, 5*time.Second, time.Millisecond)
+	for range 20 { // within the retry delay: no new attempt
+		tok, err = src.TokenContext(context.Background())
+		require.NoError(t, err)
+		assert.Same(t, first, tok)
+	}
+	assert.EqualValues(t, 2, ts.hits.Load())
+	fc.Advance(staleRetryDelay)
+	_, err = src.TokenContext(context.Background())
+	require.NoError(t, err)
+	<-arrived
+	assert.EqualValues(t, 3, ts.hits.Load())
+}
+
+func TestScopesNarrowedPerRequest(t *testing.T) {
+	t.Parallel()
+	ts := newTokenServer(t)
+	c, _ := newTestClient(t, ts, nil)
+	src := mustSource(t, c, eventAudience)
+	twin := mustSource(t, c, Audience{Name: "event", Scopes: []string{"event.create", "event.view", "event.view"}})
+
+	all, err := src.TokenContext(context.Background())
+	require.NoError(t, err)
+	create, err := src.TokenContext(WithScopes(context.Background(), "event.create"))
+	require.NoError(t, err)
+	createAgain, err := twin.TokenContext(WithScopes(context.Background(), "event.create", "event.create"))
+	require.NoError(t, err)
+	shared, err := twin.TokenContext(context.Background())
+	require.NoError(t, err)
+
+	assert.NotEqual(t, all.AccessToken, create.AccessToken)
+	assert.Same(t, create, createAgain, "same audience and scope set share one entry")
+	assert.Same(t, all, shared)
+	assert.EqualValues(t, 2, ts.hits.Load())
+	assert.Equal(t, "event.create event.view", ts.form(0).Get("scope"))
+	assert.Equal(t, "event.create", ts.form(1).Get("scope"))
+	assert.Equal(t, "event", ts.form(1).Get("audience"))
+	assert.Equal(t, "event.create", create.Extra("scope"))
+}
+
+func TestUndeclaredScopeFailsBeforeNetwork(t *testing.T) {
+	t.Parallel()
+	ts := newTokenServer(t)
+	c, _ := newTestClient(t, ts, nil)
+	src := mustSource(t, c, eventAudience)
+	for _, scopes := range [][]string{{"event.delete"}, {"event.create", "file.view"}, {"Event.Create"}, {""}, {"a b"}} {
+		_, err := src.TokenContext(WithScopes(context.Background(), scopes...))
+		require.ErrorIs(t, err, ErrUndeclaredScope, "%q", scopes)
+	}
+	assert.EqualValues(t, 0, ts.hits.Load())
+	got, ok := ScopesFromContext(WithScopes(context.Background(), "b", "a"))
+	assert.True(t, ok)
+	assert.Equal(t, []string{"a", "b"}, got)
+	_, ok = ScopesFromContext(context.Background())
+	assert.False(t, ok)
+}
+
+func TestFreshPathAllocatesNothing(t *testing.T) {
+	ts := newTokenServer(t)
+	c, _ := newTestClient(t, ts, nil)
+	src := mustSource(t, c, eventAudience)
+	narrowed := WithScopes(context.Background(), "event.create")
+	_, err := src.TokenContext(narrowed)
+	require.NoError(t, err)
+	_, err = src.TokenContext(context.Background())
+	require.NoError(t, err)
+	assert.Zero(t, testing.AllocsPerRun(100, func() { _, _ = src.TokenContext(context.Background()) }))
+	assert.Zero(t, testing.AllocsPerRun(100, func() { _, _ = src.TokenContext(narrowed) }))
+}
+
+func TestFetchHasItsOwnTimeout(t *testing.T) {
+	t.Parallel()
+	ts := newTokenServer(t)
+	hold := make(chan struct{})
+	defer close(hold)
+	ts.set(func(ts *tokenServer) { ts.hold = hold })
+	c, _ := newTestClient(t, ts, func(cfg *Config) { cfg.FetchTimeout = 20 * time.Millisecond })
+	src := mustSource(t, c, eventAudience)
+	_, err := src.TokenContext(context.Background())
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+}
+
+func TestCloseEndsFetchesAndLaterCalls(t *testing.T) {
+	t.Parallel()
+	ts := newTokenServer(t)
+	hold := make(chan struct{})
+	defer close(hold)
+	ts.set(func(ts *tokenServer) { ts.hold = hold })
+	c, _ := newTestClient(t, ts, nil)
+	src := mustSource(t, c, eventAudience)
+	waiting := make(chan error, 1)
+	go func() { _, err := src.TokenContext(context.Background()); waiting <- err }()
+	require.Eventually(t, func() bool { return ts.hits.Load() == 1 }, 5*time.Second, time.Millisecond)
+	require.NoError(t, c.Close())
+	assert.ErrorIs(t, <-waiting, ErrClosed)
+	_, err := src.TokenContext(context.Background())
+	assert.ErrorIs(t, err, ErrClosed)
+	_, err = c.Source(eventAudience)
+	assert.ErrorIs(t, err, ErrClosed)
+	require.NoError(t, c.Close(), "Close is idempotent")
+}
+
+func TestFetchErrorReachesEveryWaiter(t *testing.T) {
+	t.Parallel()
+	ts := newTokenServer(t)
+	c, _ := newTestClient(t, ts, func(cfg *Config) { cfg.ClientSecret = "wrong" })
+	src := mustSource(t, c, eventAudience)
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := src.TokenContext(context.Background())
+			var te *TokenError
+			if assert.True(t, errors.As(err, &te)) {
+				assert.Equal(t, "invalid_client", te.ErrorCode)
+			}
+		}()
+	}
+	wg.Wait()
+}

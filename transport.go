@@ -1,0 +1,140 @@
+package m2m
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+)
+
+// Transport is an http.RoundTripper that adds the token of the request's
+// audience. It picks the audience by the request URL's scheme, host, port
+// and longest matching path prefix; a request that matches no audience is
+// sent untouched, without a token. Because http.Client calls RoundTrip again
+// for every redirect hop, a hop that leaves the audience's URL carries no
+// token. A request that already has an Authorization header is left alone.
+//
+// Transport never modifies the request it is given: it sends a copy. It is
+// safe for concurrent use and should be reused.
+type Transport struct {
+	base   http.RoundTripper
+	routes []route // longest prefix first
+	err    error   // a misconfiguration, returned by every RoundTrip
+}
+
+// NewTransport returns a Transport that sends requests through base (nil
+// means http.DefaultTransport) with the tokens of sources. Every source
+// must come from Client.Source with an Audience URL. A nil source, one
+// without a URL, or two sources claiming the same URL make every
+// RoundTrip fail with an error that says so, rather than send a token to
+// the wrong service.
+func NewTransport(base http.RoundTripper, sources ...*TokenSource) *Transport {
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	t := &Transport{base: base}
+	seen := map[string]*TokenSource{}
+	for i, s := range sources {
+		if s == nil {
+			t.err = fmt.Errorf("%w: NewTransport source %d is nil", ErrInvalidConfig, i)
+			return t
+		}
+		if len(s.routes) == 0 {
+			t.err = fmt.Errorf("%w: audience %q has no URL, so no request can be routed to it", ErrInvalidConfig, s.aud.Name)
+			return t
+		}
+		for _, r := range s.routes {
+			key := r.scheme + "://" + r.host + ":" + r.port + r.prefix
+			if other := seen[key]; other != nil && other.aud.Name != s.aud.Name {
+				t.err = fmt.Errorf("%w: audiences %q and %q both claim %s", ErrInvalidConfig, other.aud.Name, s.aud.Name, key)
+				return t
+			}
+			seen[key] = s
+			r.src = s
+			t.routes = append(t.routes, r)
+		}
+	}
+	sort.SliceStable(t.routes, func(i, j int) bool { return len(t.routes[i].prefix) > len(t.routes[j].prefix) })
+	return t
+}
+
+// match returns the source whose audience URL holds u, or nil.
+func (t *Transport) match(u *url.URL) *TokenSource {
+	for i := range t.routes {
+		if ok, _ := t.routes[i].matches(u); ok {
+			return t.routes[i].src
+		}
+	}
+	return nil
+}
+
+// RoundTrip implements http.RoundTripper. It fails, closing the request
+// body, when no token can be had for the request's audience.
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if t.err != nil {
+		closeBody(req)
+		return nil, t.err
+	}
+	if req.URL == nil {
+		closeBody(req)
+		return nil, errors.New("m2m: request has no URL")
+	}
+	src := t.match(req.URL)
+	if src == nil || len(req.Header["Authorization"]) > 0 {
+		return t.base.RoundTrip(req)
+	}
+	st, err := src.state(req.Context())
+	if err != nil {
+		closeBody(req)
+		return nil, err
+	}
+	return t.base.RoundTrip(withAuth(req, st.auth))
+}
+
+// withAuth returns a shallow copy of req with its own header map holding
+// auth. The header value slices are shared, not copied: RoundTrippers
+// replace header values, they do not write into them.
+func withAuth(req *http.Request, auth []string) *http.Request {
+	r2 := new(http.Request)
+	*r2 = *req
+	h := make(http.Header, len(req.Header)+1)
+	for k, v := range req.Header {
+		h[k] = v
+	}
+	h["Authorization"] = auth
+	r2.Header = h
+	return r2
+}
+
+func closeBody(req *http.Request) {
+	if req != nil && req.Body != nil {
+		req.Body.Close()
+	}
+}
+
+// CloseIdleConnections closes the idle connections of the base transport,
+// if it has such a method; http.Client.CloseIdleConnections calls it.
+func (t *Transport) CloseIdleConnections() {
+	if c, ok := t.base.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
+// String describes the Transport by the audiences it routes.
+func (t *Transport) String() string {
+	var b strings.Builder
+	b.WriteString("m2m.Transport{")
+	for i, r := range t.routes {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s://%s:%s%s → %q", r.scheme, r.host, r.port, r.prefix, r.src.aud.Name)
+	}
+	b.WriteString("}")
+	return b.String()
+}
+
+// Format prints String for every verb, so no verb can show a token.
+func (t *Transport) Format(f fmt.State, _ rune) { fmt.Fprint(f, t.String()) }

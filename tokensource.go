@@ -256,7 +256,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	c := &Client{cfg: cfg, hc: cfg.HTTPClient, clock: cfg.clock, log: cfg.Logger, entries: map[string]*entry{}}
 	if c.hc == nil {
-		c.hc = defaultHTTPClient()
+		c.hc = wire.NewHTTPClient(30 * time.Second)
 	}
 	if c.clock == nil {
 		c.clock = clock.Real{}
@@ -270,16 +270,6 @@ func New(cfg Config) (*Client, error) {
 	c.cfg.EndpointParams = cloneValues(cfg.EndpointParams)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	return c, nil
-}
-
-func defaultHTTPClient() *http.Client {
-	return &http.Client{
-		Timeout:   30 * time.Second,
-		Transport: http.DefaultTransport,
-		CheckRedirect: func(*http.Request, []*http.Request) error {
-			return http.ErrUseLastResponse
-		},
-	}
 }
 
 func configErr(format string, args ...any) error {

@@ -3,8 +3,10 @@ package wire
 import (
 	"errors"
 	"net"
+	"net/http"
 	"net/url"
 	"strings"
+	"time"
 )
 
 // CheckURL parses raw as an absolute http(s) URL without credentials or
@@ -39,4 +41,17 @@ func IsLoopback(host string) bool {
 	}
 	ip := net.ParseIP(strings.Trim(host, "[]"))
 	return ip != nil && ip.IsLoopback()
+}
+
+// NewHTTPClient returns an http.Client with a timeout that does not follow
+// redirects: a redirect could carry credentials to another host, or a
+// fetch from https down to http.
+func NewHTTPClient(timeout time.Duration) *http.Client {
+	return &http.Client{
+		Timeout:   timeout,
+		Transport: http.DefaultTransport,
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+	}
 }

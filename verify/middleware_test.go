@@ -1,0 +1,96 @@
+package verify
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestMiddleware(t *testing.T) {
+	t.Parallel()
+	keys(t)
+	srv := newJWKSServer(t, jwk(t, &rsaA.PublicKey, "s-a", "RS256"))
+	v, _ := newTestVerifier(t, srv, nil)
+	h := v.Middleware("event.create")(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, ok := ClaimsFromContext(r.Context())
+		require.True(t, ok)
+		io.WriteString(w, "hello "+c.ClientID)
+	}))
+	good := mint(t, jwt.SigningMethodRS256, rsaA, "s-a", goodClaims())
+	claims := goodClaims()
+	claims["scp"] = []string{"event.view", "event.creat", "Event.Create", "event.create.all"}
+	nearMiss := mint(t, jwt.SigningMethodRS256, rsaA, "s-a", claims)
+	expiredClaims := goodClaims()
+	expiredClaims["exp"] = now.Unix() - 3600
+	expired := mint(t, jwt.SigningMethodRS256, rsaA, "s-a", expiredClaims)
+
+	tests := []struct {
+		name, auth string
+		status     int
+		challenge  string
+		body       string
+	}{
+		{"ok", "Bearer " + good, 200, "", "hello task-service"},
+		{"scheme case-insensitive", "bEaReR " + good, 200, "", "hello task-service"},
+		{"no header", "", 401, `Bearer`, "invalid_request"},
+		{"basic scheme", "Basic dXNlcjpwYXNz", 401, `Bearer`, "invalid_request"},
+		{"bearer without token", "Bearer ", 401, `Bearer`, "invalid_request"},
+		{"garbage", "Bearer not-a-jwt", 401, `Bearer error="invalid_token", error_description="malformed token"`, "invalid_token"},
+		{"expired", "Bearer " + expired, 401, `Bearer error="invalid_token", error_description="token expired"`, "token expired"},
+		{"scope near misses", "Bearer " + nearMiss, 403, `Bearer error="insufficient_scope", scope="event.create"`, "insufficient_scope"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			req := httptest.NewRequest(http.MethodPost, "/events", nil)
+			if tc.auth != "" {
+				req.Header.Set("Authorization", tc.auth)
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			assert.Equal(t, tc.status, rec.Code)
+			assert.Equal(t, tc.challenge, rec.Header().Get("WWW-Authenticate"))
+			assert.Contains(t, rec.Body.String(), tc.body)
+			if tc.status != 200 {
+				assert.NotContains(t, rec.Body.String(), good[:40])
+				assert.NotContains(t, rec.Header().Get("WWW-Authenticate"), "eyJ", "the token is never echoed")
+			}
+		})
+	}
+	_, ok := ClaimsFromContext(httptest.NewRequest("GET", "/", nil).Context())
+	assert.False(t, ok)
+}
+
+func TestMiddlewareRefusesSessionTokensOnScopedRoutes(t *testing.T) {
+	t.Parallel()
+	keys(t)
+	srv := newJWKSServer(t, jwk(t, &rsaA.PublicKey, "s-a", "RS256"))
+	v, _ := newTestVerifier(t, srv, func(c *Config) { c.AcceptSessionTokens = true })
+	claims := goodClaims()
+	claims["stt"], claims["sessionHandle"] = 0, "h"
+	delete(claims, "scp")
+	session := mint(t, jwt.SigningMethodRS256, rsaA, "s-a", claims)
+	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, _ := ClaimsFromContext(r.Context())
+		if c.IsSession() {
+			io.WriteString(w, "session")
+		}
+	})
+	for _, tc := range []struct {
+		route http.Handler
+		want  int
+		body  string
+	}{{v.Middleware()(ok), 200, "session"}, {v.Middleware("event.create")(ok), 403, "insufficient_scope"}} {
+		req := httptest.NewRequest(http.MethodGet, "/", nil)
+		req.Header.Set("Authorization", "Bearer "+session)
+		rec := httptest.NewRecorder()
+		tc.route.ServeHTTP(rec, req)
+		assert.Equal(t, tc.want, rec.Code)
+		assert.Contains(t, rec.Body.String(), tc.body)
+	}
+}

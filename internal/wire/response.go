@@ -109,11 +109,18 @@ func Parse(status int, header http.Header, body []byte, truncated bool, now time
 	if err != nil {
 		return nil, err
 	}
+	exp, isJWT := JWTExpiry(t.AccessToken)
 	switch {
 	case ok:
 		t.Lifetime, t.LifetimeFrom = life, FromExpiresIn
+		// A JWT whose exp comes sooner (exp is whole seconds, so it can be
+		// up to a second short of expires_in) is used only until its exp.
+		// An exp already past by our clock is clock skew: trust expires_in.
+		if left := exp.Sub(now); isJWT && left > 0 && left < life {
+			t.Lifetime = left
+		}
 	default:
-		if exp, isJWT := JWTExpiry(t.AccessToken); isJWT {
+		if isJWT {
 			left := exp.Sub(now)
 			if left <= 0 {
 				return nil, invalid("no expires_in, and the JWT's exp is already past")

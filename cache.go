@@ -3,26 +3,24 @@ package m2m
 import (
 	"context"
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/m2mauth/m2m/internal/backoff"
 	"github.com/m2mauth/m2m/internal/wire"
 	"golang.org/x/oauth2"
 )
 
 // Refresh timing bounds (see schedule).
 const (
-	// minRefreshAhead is the least time before expiry a refresh begins,
-	// for tokens living longer than twice this.
+	// minRefreshAhead is the least time before expiry a refresh begins
+	// (for tokens living at least five times this), whatever
+	// RefreshFraction says: time for the fetch to finish.
 	minRefreshAhead = time.Second
 	// maxExpirySkew is the most a token's use ends before its real
 	// expiry, so it does not arrive expired at the callee.
 	maxExpirySkew = 10 * time.Second
-	// staleRetryDelay spaces background refresh attempts after a failure
-	// while the current token is still valid.
-	staleRetryDelay = time.Second
 )
 
 // tokenState is one immutable cached token. A new fetch stores a new one.
@@ -40,13 +38,13 @@ type tokenState struct {
 //
 // The refresh window (the time before expiry a refresh begins) is
 // (1-fraction) of the lifetime, at most maxAhead so long tokens are not
-// renewed hours early, and at least min(1 s, life/2) so short tokens leave
-// the fetch time to finish. Jitter widens the window by up to jitter×window,
+// renewed hours early, and at least min(1 s, life/5) so the fetch has time
+// to finish even when RefreshFraction is close to 1. Jitter widens the window by up to jitter×window,
 // at random, so a fleet started together spreads its refreshes.
 func schedule(obtained time.Time, life time.Duration, fraction, jitter float64, maxAhead time.Duration, r float64) (refreshAt, expireAt time.Time) {
 	ahead := time.Duration(float64(life) * (1 - fraction)).Round(time.Millisecond)
 	ahead = min(ahead, maxAhead)
-	ahead = max(ahead, min(minRefreshAhead, life/2))
+	ahead = max(ahead, min(minRefreshAhead, life/5))
 	ahead += time.Duration(float64(ahead) * jitter * r)
 	ahead = ahead.Round(time.Millisecond)
 	skew := min(maxExpirySkew, life/10)
@@ -75,11 +73,21 @@ type entry struct {
 	c        *Client
 	audience string
 	scopes   []string // sorted
+	scopeKey string   // scopes joined by " "
 
 	state    atomic.Pointer[tokenState]
-	inflight atomic.Pointer[call] // set under mu
-	retryAt  atomic.Int64         // unix ns: no stale refresh before this
+	inflight atomic.Pointer[call]        // set under mu
+	retryAt  atomic.Int64                // unix ns: no stale refresh before this
+	failures atomic.Int32                // consecutive failed fetches
+	hard     atomic.Pointer[hardFailure] // a recent non-retryable failure
 	mu       sync.Mutex
+}
+
+// hardFailure is a non-retryable fetch error, answered to callers without
+// a token until until, so a misconfigured fleet cannot hammer the server.
+type hardFailure struct {
+	err   error
+	until time.Time
 }
 
 // call is one fetch that any number of callers wait for.
@@ -94,14 +102,23 @@ func (e *entry) get(ctx context.Context) (*tokenState, error) {
 	now := e.c.clock.Now()
 	if st := e.state.Load(); st != nil {
 		if now.Before(st.refreshAt) {
+			if e.c.cfg.Observer != nil {
+				e.observe(Event{Kind: EventCacheHit})
+			}
 			return st, nil // fresh: the hot path
 		}
 		if now.Before(st.expireAt) {
 			if e.inflight.Load() == nil && now.UnixNano() >= e.retryAt.Load() {
 				e.start()
 			}
+			if e.c.cfg.Observer != nil {
+				e.observe(Event{Kind: EventStaleServe})
+			}
 			return st, nil // stale: served while one refresh runs
 		}
+	}
+	if f := e.hard.Load(); f != nil && now.Before(f.until) {
+		return nil, f.err
 	}
 	c := e.start()
 	select {
@@ -136,30 +153,63 @@ func (e *entry) run(c *call) {
 	defer e.c.wg.Done()
 	ctx, cancel := context.WithTimeout(e.c.ctx, e.c.cfg.FetchTimeout)
 	began := e.c.clock.Now()
-	st, err := e.c.fetch(ctx, e)
+	st, attempts, err := e.c.fetch(ctx, e)
 	cancel()
-	took := e.c.clock.Now().Sub(began)
+	now := e.c.clock.Now()
+	took := now.Sub(began)
 	if err != nil && e.c.closed.Load() {
 		err = ErrClosed
 	}
 	if err == nil {
 		e.state.Store(st)
+		e.failures.Store(0)
 		e.retryAt.Store(0)
-		e.c.log.LogAttrs(context.Background(), slog.LevelDebug, "m2m: token fetched",
-			slog.String("audience", e.audience),
-			slog.String("scopes", strings.Join(e.scopes, " ")),
+		e.hard.Store(nil)
+		e.observe(Event{Kind: EventFetch, Duration: took, Attempts: attempts})
+		e.log(slog.LevelDebug, "m2m: token fetched",
 			slog.Duration("lifetime", st.tok.Expiry.Sub(st.obtained)),
 			slog.String("lifetime_from", string(st.from)),
+			slog.Int("attempts", attempts),
 			slog.Duration("took", took))
 	} else {
-		e.retryAt.Store(e.c.clock.Now().Add(staleRetryDelay).UnixNano())
-		e.c.log.LogAttrs(context.Background(), slog.LevelWarn, "m2m: token fetch failed",
-			slog.String("audience", e.audience),
-			slog.String("scopes", strings.Join(e.scopes, " ")),
-			slog.Duration("took", took),
-			slog.String("error", err.Error()))
+		e.failed(now, err, attempts, took)
 	}
 	c.st, c.err = st, err
 	e.inflight.Store(nil)
 	close(c.done)
+}
+
+// failed records a failed fetch: the next background refresh waits a
+// growing, jittered delay, and a non-retryable error is cached for
+// ErrorCacheTTL so callers without a token get it without a request.
+func (e *entry) failed(now time.Time, err error, attempts int, took time.Duration) {
+	n := e.failures.Add(1)
+	cfg := &e.c.cfg
+	wait := cfg.RetryBaseDelay + backoff.Delay(int(n)-1, cfg.RetryBaseDelay, cfg.RetryMaxDelay, cfg.rand())
+	if !retryable(err) && cfg.ErrorCacheTTL > 0 {
+		until := now.Add(cfg.ErrorCacheTTL)
+		e.hard.Store(&hardFailure{err: err, until: until})
+		wait = max(wait, cfg.ErrorCacheTTL)
+	}
+	e.retryAt.Store(now.Add(wait).UnixNano())
+	kind := FailureKind(err)
+	e.observe(Event{Kind: EventFailure, Duration: took, Attempts: attempts, Err: err, Failure: kind})
+	msg := "m2m: token fetch failed"
+	if st := e.state.Load(); st != nil && now.Before(st.expireAt) {
+		msg = "m2m: token refresh failed; serving the current token until it expires"
+	}
+	e.log(slog.LevelWarn, msg, slog.String("failure", kind), slog.Int("attempts", attempts),
+		slog.Duration("next_try_in", wait), slog.Duration("took", took), slog.String("error", err.Error()))
+}
+
+// evict drops st if it is still the cached token (a callee answered 401
+// to it), so the next caller fetches a new one. Concurrent evictions of
+// the same token drop it once.
+func (e *entry) evict(st *tokenState) bool {
+	if !e.state.CompareAndSwap(st, nil) {
+		return false
+	}
+	e.observe(Event{Kind: EventEviction})
+	e.log(slog.LevelInfo, "m2m: token rejected by a callee (401), evicted")
+	return true
 }

@@ -20,18 +20,25 @@ func TestSchedule(t *testing.T) {
 		life         time.Duration
 		r            float64
 		refresh, exp time.Duration // offsets from at
+		fraction     float64       // 0: 0.8
 	}{
-		{"one hour: 80%", time.Hour, 0, 48 * time.Minute, time.Hour - 10*time.Second},
-		{"one hour, full jitter: 75%", time.Hour, 1, 45 * time.Minute, time.Hour - 10*time.Second},
-		{"one day: capped 15 min ahead", 24 * time.Hour, 0, 24*time.Hour - 15*time.Minute, 24*time.Hour - 10*time.Second},
-		{"two seconds: 1 s ahead", 2 * time.Second, 0, time.Second, 1800 * time.Millisecond},
-		{"one second: half", time.Second, 0, 500 * time.Millisecond, 900 * time.Millisecond},
-		{"ten seconds: 1 s floor, 2 s from 80%", 10 * time.Second, 0, 8 * time.Second, 9 * time.Second},
+		{"one minute at 0.99: clamped to the expiry skew", time.Minute, 0, 54 * time.Second, 54 * time.Second, 0.99},
+		{"two seconds at 0.99: a fifth of the lifetime", 2 * time.Second, 0, 1600 * time.Millisecond, 1800 * time.Millisecond, 0.99},
+		{"one hour at 0.9999: bounded by the expiry skew", time.Hour, 0, time.Hour - 10*time.Second, time.Hour - 10*time.Second, 0.9999},
+		{"one hour: 80%", time.Hour, 0, 48 * time.Minute, time.Hour - 10*time.Second, 0},
+		{"one hour, full jitter: 75%", time.Hour, 1, 45 * time.Minute, time.Hour - 10*time.Second, 0},
+		{"one day: capped 15 min ahead", 24 * time.Hour, 0, 24*time.Hour - 15*time.Minute, 24*time.Hour - 10*time.Second, 0},
+		{"two seconds: 80%", 2 * time.Second, 0, 1600 * time.Millisecond, 1800 * time.Millisecond, 0},
+		{"one second: 80%", time.Second, 0, 800 * time.Millisecond, 900 * time.Millisecond, 0},
+		{"ten seconds: 80%", 10 * time.Second, 0, 8 * time.Second, 9 * time.Second, 0},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			refresh, exp := schedule(at, tc.life, 0.8, 0.25, 15*time.Minute, tc.r)
+			if tc.fraction != 0 {
+				refresh, exp = schedule(at, tc.life, tc.fraction, 0.25, 15*time.Minute, tc.r)
+			}
 			assert.Equal(t, tc.refresh, refresh.Sub(at))
 			assert.Equal(t, tc.exp, exp.Sub(at))
 			assert.False(t, refresh.After(exp))
@@ -154,7 +161,7 @@ func TestFailedStaleRefreshKeepsServingAndSpacesRetries(t *testing.T) {
 	t.Parallel()
 	ts := newTokenServer(t)
 	ts.set(func(ts *tokenServer) { ts.expiresIn = 100 })
-	c, fc := newTestClient(t, ts, nil)
+	c, fc := newTestClient(t, ts, func(cfg *Config) { cfg.MaxRetries = -1 })
 	src := mustSource(t, c, eventAudience)
 	first, err := src.TokenContext(context.Background())
 	require.NoError(t, err)
@@ -179,7 +186,7 @@ func TestFailedStaleRefreshKeepsServingAndSpacesRetries(t *testing.T) {
 		assert.Same(t, first, tok)
 	}
 	assert.EqualValues(t, 2, ts.hits.Load())
-	fc.Advance(staleRetryDelay)
+	fc.Advance(DefaultRetryBaseDelay) // rand 0: the least wait
 	_, err = src.TokenContext(context.Background())
 	require.NoError(t, err)
 	<-arrived

@@ -1,6 +1,7 @@
 package m2m
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -145,3 +146,22 @@ func mustSource(t *testing.T, c *Client, a Audience) *TokenSource {
 }
 
 var eventAudience = Audience{Name: "event", Scopes: []string{"event.view", "event.create"}}
+
+// lockedBuffer is a bytes.Buffer that background goroutines may write to
+// while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}

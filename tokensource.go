@@ -26,10 +26,7 @@
 package m2m
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -139,6 +136,29 @@ type Config struct {
 	// for it; a caller's own context only ends its own wait. Optional;
 	// default 30 s.
 	FetchTimeout time.Duration
+	// AttemptTimeout bounds one token request within the fetch, so a hung
+	// connection is retried rather than eating the whole FetchTimeout.
+	// Optional; default 10 s.
+	AttemptTimeout time.Duration
+	// MaxRetries is how many times a transient failure (5xx, 429, 408, a
+	// network error or timeout) is retried within one fetch; other 4xx
+	// answers are never retried. Optional; default 3; negative disables.
+	MaxRetries int
+	// RetryBaseDelay and RetryMaxDelay shape the backoff between retries:
+	// a random wait below RetryBaseDelay·2^n, at most RetryMaxDelay, and
+	// at least a server's Retry-After (itself capped at RetryMaxDelay).
+	// Background refreshes that fail are spaced the same way. Optional;
+	// defaults 100 ms and 10 s.
+	RetryBaseDelay, RetryMaxDelay time.Duration
+	// ErrorCacheTTL is how long a non-retryable failure (a 4xx such as
+	// invalid_client, or an unusable answer) is returned to callers that
+	// have no valid token, without asking the server again. Optional;
+	// default 2 s; negative disables.
+	ErrorCacheTTL time.Duration
+	// Observer receives events for metrics: cache hits, stale serves,
+	// fetches with their latency, retries, failures by kind, evictions and
+	// 401 replays. Optional.
+	Observer Observer
 	// AllowInsecureHTTP permits plain http TokenURL and audience URLs on
 	// hosts other than loopback. Tokens and secrets then cross the network
 	// in clear text. Optional; default false.
@@ -158,78 +178,12 @@ const (
 	DefaultMaxRefreshAhead = 15 * time.Minute
 	DefaultLifetime        = 5 * time.Minute
 	DefaultFetchTimeout    = 30 * time.Second
+	DefaultAttemptTimeout  = 10 * time.Second
+	DefaultMaxRetries      = 3
+	DefaultRetryBaseDelay  = 100 * time.Millisecond
+	DefaultRetryMaxDelay   = 10 * time.Second
+	DefaultErrorCacheTTL   = 2 * time.Second
 )
-
-// Errors callers can branch on with errors.Is.
-var (
-	// ErrInvalidConfig is wrapped by every error New and Client.Source
-	// return for a bad Config or Audience.
-	ErrInvalidConfig = errors.New("m2m: invalid config")
-	// ErrUndeclaredScope is wrapped when WithScopes asks for a scope the
-	// audience does not declare, or for a malformed scope.
-	ErrUndeclaredScope = errors.New("m2m: scope not declared for audience")
-	// ErrInvalidResponse is wrapped when the token endpoint answered 2xx
-	// with something that is not a usable token.
-	ErrInvalidResponse = wire.ErrInvalidResponse
-	// ErrClosed is returned once the Client has been closed.
-	ErrClosed = errors.New("m2m: client closed")
-)
-
-// TokenError is a non-2xx answer of the token endpoint. Its fields follow
-// RFC 6749 §5.2. It never holds the client secret.
-type TokenError struct {
-	// StatusCode is the HTTP status.
-	StatusCode int
-	// ErrorCode is the "error" field, e.g. "invalid_client"; empty when
-	// the body was not an OAuth2 error.
-	ErrorCode string
-	// ErrorDescription is "error_description", truncated to 512 bytes.
-	ErrorDescription string
-	// ErrorURI is "error_uri".
-	ErrorURI string
-	// Body is the raw response body, at most 1 MiB.
-	Body []byte
-	// Audience is the audience the token was asked for.
-	Audience string
-	// Hint says what to change in Config, when the SDK can tell.
-	Hint string
-}
-
-func (e *TokenError) Error() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "m2m: token endpoint answered %d", e.StatusCode)
-	if e.ErrorCode != "" {
-		b.WriteString(" " + e.ErrorCode)
-	}
-	if e.Audience != "" {
-		fmt.Fprintf(&b, " for audience %q", e.Audience)
-	}
-	switch {
-	case e.ErrorDescription != "":
-		b.WriteString(": " + e.ErrorDescription)
-	case e.ErrorCode == "" && len(e.Body) > 0:
-		b.WriteString(": " + excerpt(e.Body, 120))
-	}
-	if e.Hint != "" {
-		b.WriteString(" (" + e.Hint + ")")
-	}
-	return b.String()
-}
-
-// excerpt returns the start of b with anything unprintable replaced.
-func excerpt(b []byte, n int) string {
-	s := strings.ToValidUTF8(string(b[:min(len(b), n)]), "?")
-	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, s)
-	if len(b) > n {
-		s += "…"
-	}
-	return strings.TrimSpace(s)
-}
 
 // Client fetches and caches tokens for one OAuth2 client at one token
 // endpoint. It is safe for concurrent use and should be reused: create one
@@ -301,8 +255,9 @@ func (cfg *Config) check() error {
 		return configErr("RefreshFraction %v is not in (0, 1)", cfg.RefreshFraction)
 	case cfg.RefreshJitter > 1:
 		return configErr("RefreshJitter %v is above 1", cfg.RefreshJitter)
-	case cfg.MaxRefreshAhead < 0, cfg.DefaultLifetime < 0, cfg.FetchTimeout < 0:
-		return configErr("MaxRefreshAhead, DefaultLifetime and FetchTimeout may not be negative")
+	case cfg.MaxRefreshAhead < 0, cfg.DefaultLifetime < 0, cfg.FetchTimeout < 0, cfg.AttemptTimeout < 0,
+		cfg.RetryBaseDelay < 0, cfg.RetryMaxDelay < 0:
+		return configErr("MaxRefreshAhead, DefaultLifetime, FetchTimeout, AttemptTimeout, RetryBaseDelay and RetryMaxDelay may not be negative")
 	}
 	for k := range cfg.EndpointParams {
 		if wire.IsReserved(k) {
@@ -326,6 +281,27 @@ func (cfg *Config) check() error {
 	}
 	if cfg.FetchTimeout == 0 {
 		cfg.FetchTimeout = DefaultFetchTimeout
+	}
+	if cfg.AttemptTimeout == 0 {
+		cfg.AttemptTimeout = min(DefaultAttemptTimeout, cfg.FetchTimeout)
+	}
+	switch {
+	case cfg.MaxRetries == 0:
+		cfg.MaxRetries = DefaultMaxRetries
+	case cfg.MaxRetries < 0:
+		cfg.MaxRetries = 0
+	}
+	if cfg.RetryBaseDelay == 0 {
+		cfg.RetryBaseDelay = DefaultRetryBaseDelay
+	}
+	if cfg.RetryMaxDelay == 0 {
+		cfg.RetryMaxDelay = max(DefaultRetryMaxDelay, cfg.RetryBaseDelay)
+	}
+	switch {
+	case cfg.ErrorCacheTTL == 0:
+		cfg.ErrorCacheTTL = DefaultErrorCacheTTL
+	case cfg.ErrorCacheTTL < 0:
+		cfg.ErrorCacheTTL = 0
 	}
 	return nil
 }
@@ -366,7 +342,7 @@ func (c *Client) entry(audience string, scopes []string) *entry {
 	defer c.mu.Unlock()
 	e := c.entries[key]
 	if e == nil {
-		e = &entry{c: c, audience: audience, scopes: scopes}
+		e = &entry{c: c, audience: audience, scopes: scopes, scopeKey: strings.Join(scopes, " ")}
 		c.entries[key] = e
 	}
 	return e
@@ -393,111 +369,6 @@ func (c *Client) track() bool {
 	c.wg.Add(1)
 	return true
 }
-
-// fetch asks the token endpoint for one token of e's audience and scopes.
-func (c *Client) fetch(ctx context.Context, e *entry) (*tokenState, error) {
-	r := wire.Request{
-		TokenURL:     c.cfg.TokenURL,
-		ClientID:     c.cfg.ClientID,
-		ClientSecret: c.cfg.ClientSecret,
-		SecretInBody: c.cfg.AuthStyle == AuthStyleInBody,
-		Encoding:     wire.Encoding(c.cfg.Encoding),
-		Audience:     e.audience,
-		Scopes:       e.scopes,
-		Extra:        c.cfg.EndpointParams,
-	}
-	req, err := r.Build(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("m2m: building token request: %w", err)
-	}
-	sent := c.clock.Now()
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("m2m: token request for audience %q: %w", e.audience, err)
-	}
-	defer resp.Body.Close()
-	body, truncated, err := wire.ReadBody(resp.Body)
-	if err != nil {
-		return nil, fmt.Errorf("m2m: reading token response for audience %q: %w", e.audience, err)
-	}
-	tok, err := wire.Parse(resp.StatusCode, resp.Header, body, truncated, c.clock.Now(), c.cfg.DefaultLifetime)
-	if err != nil {
-		var eb *wire.ErrorBody
-		if errors.As(err, &eb) {
-			return nil, c.tokenError(eb, e.audience, resp.Header.Get("Location"))
-		}
-		return nil, fmt.Errorf("%w (audience %q)", err, e.audience)
-	}
-	// The lifetime counts from when the request was sent: the server
-	// started it no earlier than that.
-	return c.newState(tok, sent), nil
-}
-
-// tokenError builds the exported error of a non-2xx answer, with the
-// client secret scrubbed from the kept body in case the server echoed it.
-func (c *Client) tokenError(eb *wire.ErrorBody, audience, location string) *TokenError {
-	body := eb.Body
-	for _, s := range []string{c.cfg.ClientSecret, url.QueryEscape(c.cfg.ClientSecret)} {
-		body = bytes.ReplaceAll(body, []byte(s), []byte("[REDACTED]"))
-	}
-	te := &TokenError{
-		StatusCode:       eb.Status,
-		ErrorCode:        eb.Code,
-		ErrorDescription: strings.ReplaceAll(eb.Description, c.cfg.ClientSecret, "[REDACTED]"),
-		ErrorURI:         eb.URI,
-		Body:             body,
-		Audience:         audience,
-	}
-	te.Hint = c.hint(te, location)
-	return te
-}
-
-// hint says what to change in Config for the failures the SDK recognises.
-func (c *Client) hint(te *TokenError, location string) string {
-	desc := strings.ToLower(te.ErrorDescription)
-	switch {
-	case te.StatusCode >= 300 && te.StatusCode < 400:
-		return fmt.Sprintf("the token endpoint redirects to %q; set TokenURL to the final URL", location)
-	case te.ErrorCode == "invalid_client" && strings.Contains(desc, "supports client authentication method 'client_secret_post'"):
-		return "the client is registered for client_secret_post: set AuthStyle to m2m.AuthStyleInBody"
-	case te.ErrorCode == "invalid_client" && strings.Contains(desc, "supports client authentication method 'client_secret_basic'"):
-		return "the client is registered for client_secret_basic: set AuthStyle to m2m.AuthStyleBasic"
-	case c.cfg.Encoding == EncodingJSON && te.StatusCode == http.StatusBadRequest && strings.Contains(desc, "post body can not be empty"):
-		return "this server reads only form bodies: leave Encoding at m2m.EncodingForm"
-	case c.cfg.Encoding == EncodingJSON && te.StatusCode == http.StatusInternalServerError:
-		return "if this server only reads form bodies, leave Encoding at m2m.EncodingForm"
-	}
-	return ""
-}
-
-// newState turns a parsed token into a cache state with its refresh point.
-func (c *Client) newState(t *wire.Token, obtained time.Time) *tokenState {
-	life := t.Lifetime
-	expiry := obtained.Add(life)
-	ot := (&oauth2.Token{
-		AccessToken: t.AccessToken,
-		TokenType:   t.TokenType,
-		Expiry:      expiry,
-		ExpiresIn:   int64(life / time.Second),
-	}).WithExtra(map[string]any{"scope": t.Scope})
-	refreshAt, expireAt := schedule(obtained, life, c.cfg.RefreshFraction, c.cfg.RefreshJitter, c.cfg.MaxRefreshAhead, c.cfg.rand())
-	return &tokenState{
-		tok:       ot,
-		auth:      []string{"Bearer " + t.AccessToken},
-		obtained:  obtained,
-		refreshAt: refreshAt,
-		expireAt:  expireAt,
-		from:      t.LifetimeFrom,
-	}
-}
-
-// String describes the Client without its secret.
-func (c *Client) String() string {
-	return fmt.Sprintf("m2m.Client{TokenURL: %q, ClientID: %q}", c.cfg.TokenURL, c.cfg.ClientID)
-}
-
-// Format prints String for every verb, so no verb can show the secret.
-func (c *Client) Format(f fmt.State, _ rune) { fmt.Fprint(f, c.String()) }
 
 // TokenSource hands out the cached token of one audience. It implements
 // oauth2.TokenSource. It is safe for concurrent use and should be reused.
@@ -538,17 +409,22 @@ func (s *TokenSource) TokenContext(ctx context.Context) (*oauth2.Token, error) {
 
 // state returns the cache state to use for ctx.
 func (s *TokenSource) state(ctx context.Context) (*tokenState, error) {
+	e, err := s.resolve(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return e.get(ctx)
+}
+
+// resolve returns the cache entry of ctx's scope set.
+func (s *TokenSource) resolve(ctx context.Context) (*entry, error) {
 	if s.c.closed.Load() {
 		return nil, ErrClosed
 	}
-	e := s.def
 	if set, ok := ctx.Value(scopesKey{}).(*scopeSet); ok {
-		var err error
-		if e, err = s.entryFor(set); err != nil {
-			return nil, err
-		}
+		return s.entryFor(set)
 	}
-	return e.get(ctx)
+	return s.def, nil
 }
 
 // entryFor returns the entry of a narrowed scope set, checking once that
@@ -576,39 +452,4 @@ func (s *TokenSource) entryFor(set *scopeSet) (*entry, error) {
 	next[set.key] = e
 	s.sets.Store(&next)
 	return e, nil
-}
-
-// String describes the source.
-func (s *TokenSource) String() string {
-	return fmt.Sprintf("m2m.TokenSource{Audience: %q, Scopes: %q}", s.aud.Name, s.aud.Scopes)
-}
-
-// Format prints String for every verb, so no verb can show a token.
-func (s *TokenSource) Format(f fmt.State, _ rune) { fmt.Fprint(f, s.String()) }
-
-// String describes the Config without its secret.
-func (cfg Config) String() string {
-	return fmt.Sprintf("m2m.Config{TokenURL: %q, ClientID: %q, ClientSecret: [REDACTED], AuthStyle: %v, Encoding: %v}",
-		cfg.TokenURL, cfg.ClientID, cfg.AuthStyle, cfg.Encoding)
-}
-
-// Format prints String for every verb, so no verb can show the secret.
-func (cfg Config) Format(f fmt.State, _ rune) { fmt.Fprint(f, cfg.String()) }
-
-// LogValue makes slog log the Config without its secret.
-func (cfg Config) LogValue() slog.Value {
-	return slog.GroupValue(
-		slog.String("token_url", cfg.TokenURL),
-		slog.String("client_id", cfg.ClientID),
-		slog.String("client_secret", "[REDACTED]"),
-		slog.String("auth_style", cfg.AuthStyle.String()),
-		slog.String("encoding", cfg.Encoding.String()),
-	)
-}
-
-// MarshalJSON encodes the Config without its secret.
-func (cfg Config) MarshalJSON() ([]byte, error) {
-	return json.Marshal(struct {
-		TokenURL, ClientID, ClientSecret, AuthStyle, Encoding string
-	}{cfg.TokenURL, cfg.ClientID, "[REDACTED]", cfg.AuthStyle.String(), cfg.Encoding.String()})
 }

@@ -3,6 +3,8 @@ package m2m
 import (
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"sort"
@@ -12,7 +14,9 @@ import (
 // Transport is an http.RoundTripper that adds the token of the request's
 // audience. It picks the audience by the request URL's scheme, host, port
 // and longest matching path prefix; a request that matches no audience is
-// sent untouched, without a token. Because http.Client calls RoundTrip again
+// sent untouched, without a token. A 401 answer evicts the token and, when
+// the body can be replayed, the request is sent once more with a new one.
+// Because http.Client calls RoundTrip again
 // for every redirect hop, a hop that leaves the audience's URL carries no
 // token. A request that already has an Authorization header is left alone.
 //
@@ -85,12 +89,52 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if src == nil || len(req.Header["Authorization"]) > 0 {
 		return t.base.RoundTrip(req)
 	}
-	st, err := src.state(req.Context())
+	e, err := src.resolve(req.Context())
 	if err != nil {
 		closeBody(req)
 		return nil, err
 	}
-	return t.base.RoundTrip(withAuth(req, st.auth))
+	st, err := e.get(req.Context())
+	if err != nil {
+		closeBody(req)
+		return nil, err
+	}
+	resp, err := t.base.RoundTrip(withAuth(req, st.auth))
+	if err != nil || resp == nil || resp.StatusCode != http.StatusUnauthorized {
+		return resp, err
+	}
+	return t.replay(req, e, st, resp)
+}
+
+// replay handles a 401 to a request that carried st: the token is evicted
+// (only if it is still the cached one, so concurrent 401s cause one
+// refetch), and if the request's body can be sent again (no body, or
+// GetBody) a new token is fetched and the request sent once more.
+// Otherwise, or if no new token can be had, the 401 is returned as it
+// came. It never loops.
+func (t *Transport) replay(req *http.Request, e *entry, st *tokenState, resp *http.Response) (*http.Response, error) {
+	e.evict(st)
+	if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {
+		return resp, nil
+	}
+	fresh, err := e.get(req.Context())
+	if err != nil || fresh == st {
+		return resp, nil
+	}
+	r2 := withAuth(req, fresh.auth)
+	if req.GetBody != nil {
+		body, err := req.GetBody()
+		if err != nil {
+			return resp, nil
+		}
+		r2.Body = body
+	}
+	// Let the connection be reused: drain a little of the 401's body.
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+	resp.Body.Close()
+	e.observe(Event{Kind: EventReplay})
+	e.log(slog.LevelInfo, "m2m: request answered 401, replayed once with a new token")
+	return t.base.RoundTrip(r2)
 }
 
 // withAuth returns a shallow copy of req with its own header map holding

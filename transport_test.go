@@ -201,7 +201,8 @@ func TestTransportHotPathAllocations(t *testing.T) {
 	ts := newTokenServer(t)
 	c, _ := newTestClient(t, ts, nil)
 	src := mustSource(t, c, Audience{Name: "event", URL: "https://calendar.test"})
-	base := roundTripFunc(func(*http.Request) (*http.Response, error) { return nil, nil })
+	ok := &http.Response{StatusCode: http.StatusOK, Body: http.NoBody}
+	base := roundTripFunc(func(*http.Request) (*http.Response, error) { return ok, nil })
 	tr := NewTransport(base, src)
 	req, _ := http.NewRequest(http.MethodGet, "https://calendar.test/events", nil)
 	req.Header.Set("Accept", "application/json")

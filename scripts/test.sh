@@ -27,6 +27,11 @@ go run honnef.co/go/tools/cmd/staticcheck@${staticcheck_version} ./...
 echo "== go test -race"
 go test -race -count=1 ./...
 
+echo "== fuzz: 10 s per target"
+go test -run '^$' -fuzz '^FuzzParse$' -fuzztime 10s ./internal/wire
+go test -run '^$' -fuzz '^FuzzJWTExpiry$' -fuzztime 10s ./internal/wire
+go test -run '^$' -fuzz '^FuzzRoute$' -fuzztime 10s .
+
 echo "== interop: Ory Hydra"
 if [ "${M2M_SKIP_INTEROP:-}" = 1 ] && [ "${CI:-}" != true ]; then
   echo "skipped: M2M_SKIP_INTEROP=1 (never skipped in CI)"

@@ -99,3 +99,10 @@ func (f *Fake) Advance(d time.Duration) {
 	}
 	f.timers = kept
 }
+
+// Set moves the clock to t (forward only) and fires the timers that are due.
+func (f *Fake) Set(t time.Time) {
+	if d := t.Sub(f.Now()); d > 0 {
+		f.Advance(d)
+	}
+}

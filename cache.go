@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/m2mauth/m2m/internal/backoff"
+	"github.com/m2mauth/m2m/internal/clock"
 	"github.com/m2mauth/m2m/internal/wire"
 	"golang.org/x/oauth2"
 )
@@ -23,7 +24,17 @@ const (
 	maxExpirySkew = 10 * time.Second
 )
 
-// tokenState is one immutable cached token. A new fetch stores a new one.
+// Phases of a cached token.
+const (
+	fresh int32 = iota
+	stale
+	expired
+)
+
+// tokenState is one cached token. A new fetch stores a new one. All its
+// fields are immutable but phase, which timers move from fresh to stale at
+// refreshAt and to expired at expireAt: the hot path reads one atomic
+// instead of the clock (time.Now costs more than the rest of it).
 type tokenState struct {
 	tok       *oauth2.Token
 	auth      []string // the Authorization header value, built once
@@ -31,6 +42,57 @@ type tokenState struct {
 	refreshAt time.Time // fresh before, stale after
 	expireAt  time.Time // expired from here on (expiry less a skew)
 	from      wire.LifetimeSource
+
+	phase atomic.Int32
+	stops [2]func() bool // the phase timers
+}
+
+// leaveTimeFor moves the refresh point earlier, if need be, so that a
+// refresh taking d still ends before the token is taken as expired: with
+// short tokens and a slow endpoint, a fixed fraction of the lifetime is
+// not enough. It never moves it before the token was obtained.
+func (st *tokenState) leaveTimeFor(d time.Duration) {
+	if latest := st.expireAt.Add(-d); latest.Before(st.refreshAt) {
+		st.refreshAt = latest
+		if st.refreshAt.Before(st.obtained) {
+			st.refreshAt = st.obtained
+		}
+	}
+}
+
+// arm starts the phase timers of st, or sets its phase at once when a
+// point is already past.
+func (st *tokenState) arm(clk clock.Clock, now time.Time) {
+	for i, p := range []struct {
+		at    time.Time
+		phase int32
+	}{{st.refreshAt, stale}, {st.expireAt, expired}} {
+		if d := p.at.Sub(now); d > 0 {
+			phase := p.phase
+			st.stops[i] = clk.AfterFunc(d, func() { st.advance(phase) })
+		} else {
+			st.advance(p.phase)
+		}
+	}
+}
+
+// advance moves st forward to phase, never back.
+func (st *tokenState) advance(phase int32) {
+	for {
+		cur := st.phase.Load()
+		if cur >= phase || st.phase.CompareAndSwap(cur, phase) {
+			return
+		}
+	}
+}
+
+// disarm stops st's phase timers.
+func (st *tokenState) disarm() {
+	for _, stop := range st.stops {
+		if stop != nil {
+			stop()
+		}
+	}
 }
 
 // schedule returns when a token obtained at obtained and living life turns
@@ -99,25 +161,24 @@ type call struct {
 
 // get returns a usable token state, fetching one if needed.
 func (e *entry) get(ctx context.Context) (*tokenState, error) {
-	now := e.c.clock.Now()
 	if st := e.state.Load(); st != nil {
-		if now.Before(st.refreshAt) {
+		switch st.phase.Load() {
+		case fresh:
 			if e.c.cfg.Observer != nil {
 				e.observe(Event{Kind: EventCacheHit})
 			}
-			return st, nil // fresh: the hot path
-		}
-		if now.Before(st.expireAt) {
-			if e.inflight.Load() == nil && now.UnixNano() >= e.retryAt.Load() {
+			return st, nil // the hot path: no lock, no clock, no allocation
+		case stale:
+			if e.inflight.Load() == nil && e.c.clock.Now().UnixNano() >= e.retryAt.Load() {
 				e.start()
 			}
 			if e.c.cfg.Observer != nil {
 				e.observe(Event{Kind: EventStaleServe})
 			}
-			return st, nil // stale: served while one refresh runs
+			return st, nil // served while one refresh runs
 		}
 	}
-	if f := e.hard.Load(); f != nil && now.Before(f.until) {
+	if f := e.hard.Load(); f != nil && e.c.clock.Now().Before(f.until) {
 		return nil, f.err
 	}
 	c := e.start()
@@ -161,7 +222,13 @@ func (e *entry) run(c *call) {
 		err = ErrClosed
 	}
 	if err == nil {
-		e.state.Store(st)
+		// The next refresh should take about as long as this fetch: leave
+		// it twice that before the token expires.
+		st.leaveTimeFor(2 * took)
+		st.arm(e.c.clock, now)
+		if old := e.state.Swap(st); old != nil {
+			old.disarm()
+		}
 		e.failures.Store(0)
 		e.retryAt.Store(0)
 		e.hard.Store(nil)
@@ -195,7 +262,7 @@ func (e *entry) failed(now time.Time, err error, attempts int, took time.Duratio
 	kind := FailureKind(err)
 	e.observe(Event{Kind: EventFailure, Duration: took, Attempts: attempts, Err: err, Failure: kind})
 	msg := "m2m: token fetch failed"
-	if st := e.state.Load(); st != nil && now.Before(st.expireAt) {
+	if st := e.state.Load(); st != nil && st.phase.Load() != expired {
 		msg = "m2m: token refresh failed; serving the current token until it expires"
 	}
 	e.log(slog.LevelWarn, msg, slog.String("failure", kind), slog.Int("attempts", attempts),
@@ -209,6 +276,7 @@ func (e *entry) evict(st *tokenState) bool {
 	if !e.state.CompareAndSwap(st, nil) {
 		return false
 	}
+	st.disarm()
 	e.observe(Event{Kind: EventEviction})
 	e.log(slog.LevelInfo, "m2m: token rejected by a callee (401), evicted")
 	return true

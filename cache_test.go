@@ -300,3 +300,14 @@ func TestFetchErrorReachesEveryWaiter(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+func TestRefreshLeavesTimeForASlowFetch(t *testing.T) {
+	t.Parallel()
+	st := &tokenState{obtained: epoch, refreshAt: epoch.Add(1600 * time.Millisecond), expireAt: epoch.Add(1800 * time.Millisecond)}
+	st.leaveTimeFor(100 * time.Millisecond)
+	assert.Equal(t, epoch.Add(1600*time.Millisecond), st.refreshAt, "enough time already")
+	st.leaveTimeFor(400 * time.Millisecond)
+	assert.Equal(t, epoch.Add(1400*time.Millisecond), st.refreshAt)
+	st.leaveTimeFor(time.Hour)
+	assert.Equal(t, epoch, st.refreshAt, "never before the token was obtained")
+}

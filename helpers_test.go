@@ -1,37 +1,24 @@
 package m2m
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/m2mauth/m2m/internal/testmain"
+
 	"github.com/m2mauth/m2m/internal/clock"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 )
 
-// TestMain fails the run if any goroutine outlives the tests, once the
-// shared transport's idle keep-alive connections are closed.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testmain.Run(m) }
 
 const (
 	testID     = "task-service"
@@ -146,22 +133,3 @@ func mustSource(t *testing.T, c *Client, a Audience) *TokenSource {
 }
 
 var eventAudience = Audience{Name: "event", Scopes: []string{"event.view", "event.create"}}
-
-// lockedBuffer is a bytes.Buffer that background goroutines may write to
-// while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/m2mauth/m2m/internal/testmain"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -239,7 +241,7 @@ func TestObservabilityEvents(t *testing.T) {
 	t.Parallel()
 	ts := newTokenServer(t)
 	ts.set(func(ts *tokenServer) { ts.expiresIn = 100 })
-	var logs lockedBuffer
+	var logs testmain.Buffer
 	rec := &recorder{}
 	c, fc := newTestClient(t, ts, func(cfg *Config) {
 		cfg.Observer = rec

@@ -353,9 +353,18 @@ func (c *Client) entry(audience string, scopes []string) *entry {
 func (c *Client) Close() error {
 	c.mu.Lock()
 	c.closed.Store(true)
+	entries := make([]*entry, 0, len(c.entries))
+	for _, e := range c.entries {
+		entries = append(entries, e)
+	}
 	c.mu.Unlock()
 	c.cancel()
 	c.wg.Wait()
+	for _, e := range entries {
+		if st := e.state.Load(); st != nil {
+			st.disarm()
+		}
+	}
 	return nil
 }
 

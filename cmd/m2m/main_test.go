@@ -17,41 +17,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/m2mauth/m2m/internal/testmain"
+
 	"github.com/m2mauth/m2m/internal/devserver"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
-
-// syncBuffer is a bytes.Buffer safe to read while a command writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+func TestMain(m *testing.M) { testmain.Run(m) }
 
 // runCmd runs the CLI and returns stdout, stderr and the exit code.
 func runCmd(t *testing.T, args ...string) (string, string, int) {
@@ -328,7 +301,7 @@ func TestClientsOnHydra(t *testing.T) {
 func TestDevserverCommand(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
-	var out, errOut syncBuffer
+	var out, errOut testmain.Buffer
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"devserver", "--addr", "127.0.0.1:0", "--api-key", "k", "--token-lifetime", "10m",
@@ -350,7 +323,7 @@ func TestDevserverCommand(t *testing.T) {
 	p := filepath.Join(dir, "clients.json")
 	require.NoError(t, os.WriteFile(p, []byte(`[{"clientId":"a","clientSecret":"b","scope":"x","audience":["y"]}]`), 0o600))
 	ctx2, cancel2 := context.WithCancel(context.Background())
-	var out2 syncBuffer
+	var out2 testmain.Buffer
 	go func() {
 		done <- run(ctx2, []string{"devserver", "--addr", "127.0.0.1:0", "--clients", p}, &out2, &errOut)
 	}()

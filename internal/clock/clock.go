@@ -14,6 +14,9 @@ type Clock interface {
 	// NewTimer returns a channel that receives once d has passed, and a
 	// stop function that releases the timer.
 	NewTimer(d time.Duration) (<-chan time.Time, func() bool)
+	// AfterFunc calls f in its own goroutine once d has passed, and
+	// returns a function that cancels the call if it has not happened.
+	AfterFunc(d time.Duration, f func()) (stop func() bool)
 }
 
 // Real is the wall clock.
@@ -28,6 +31,11 @@ func (Real) NewTimer(d time.Duration) (<-chan time.Time, func() bool) {
 	return t.C, t.Stop
 }
 
+// AfterFunc wraps time.AfterFunc.
+func (Real) AfterFunc(d time.Duration, f func()) func() bool {
+	return time.AfterFunc(d, f).Stop
+}
+
 // Fake is a clock that moves only when Advance or Set is called. It is
 // safe for concurrent use.
 type Fake struct {
@@ -38,7 +46,8 @@ type Fake struct {
 
 type fakeTimer struct {
 	at time.Time
-	ch chan time.Time
+	ch chan time.Time // set for NewTimer
+	fn func()         // set for AfterFunc
 }
 
 // NewFake returns a Fake clock set to now.
@@ -64,6 +73,20 @@ func (f *Fake) NewTimer(d time.Duration) (<-chan time.Time, func() bool) {
 	return t.ch, func() bool { return f.stop(t) }
 }
 
+// AfterFunc calls fn when the fake time reaches now+d: during the Advance
+// or Set that gets there, after the clock has moved, in that goroutine.
+func (f *Fake) AfterFunc(d time.Duration, fn func()) func() bool {
+	if d <= 0 {
+		fn()
+		return func() bool { return false }
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	t := &fakeTimer{at: f.now.Add(d), fn: fn}
+	f.timers = append(f.timers, t)
+	return func() bool { return f.stop(t) }
+}
+
 func (f *Fake) stop(t *fakeTimer) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -76,28 +99,42 @@ func (f *Fake) stop(t *fakeTimer) bool {
 	return false
 }
 
-// Timers returns how many timers are waiting to fire.
+// Timers returns how many NewTimer timers are waiting to fire.
 func (f *Fake) Timers() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return len(f.timers)
+	n := 0
+	for _, t := range f.timers {
+		if t.ch != nil {
+			n++
+		}
+	}
+	return n
 }
 
 // Advance moves the clock forward by d and fires the timers that are due.
 func (f *Fake) Advance(d time.Duration) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	f.now = f.now.Add(d)
+	now := f.now
 	sort.Slice(f.timers, func(i, j int) bool { return f.timers[i].at.Before(f.timers[j].at) })
+	var due []func()
 	kept := f.timers[:0]
 	for _, t := range f.timers {
-		if !t.at.After(f.now) {
-			t.ch <- f.now
-			continue
+		switch {
+		case t.at.After(now):
+			kept = append(kept, t)
+		case t.ch != nil:
+			t.ch <- now
+		default:
+			due = append(due, t.fn)
 		}
-		kept = append(kept, t)
 	}
 	f.timers = kept
+	f.mu.Unlock()
+	for _, fn := range due {
+		fn()
+	}
 }
 
 // Set moves the clock to t (forward only) and fires the timers that are due.

@@ -43,3 +43,24 @@ func TestReal(t *testing.T) {
 	assert.NotNil(t, c)
 	assert.True(t, stop())
 }
+
+func TestAfterFunc(t *testing.T) {
+	t.Parallel()
+	f := NewFake(time.Unix(0, 0))
+	var fired []string
+	f.AfterFunc(2*time.Second, func() { fired = append(fired, "b") })
+	f.AfterFunc(time.Second, func() { fired = append(fired, "a") })
+	stop := f.AfterFunc(3*time.Second, func() { fired = append(fired, "c") })
+	f.AfterFunc(0, func() { fired = append(fired, "now") })
+	assert.Equal(t, 0, f.Timers(), "AfterFunc timers are not NewTimer timers")
+	f.Advance(2 * time.Second)
+	assert.Equal(t, []string{"now", "a", "b"}, fired)
+	assert.True(t, stop())
+	f.Advance(time.Hour)
+	assert.Equal(t, []string{"now", "a", "b"}, fired)
+
+	done := make(chan struct{})
+	Real{}.AfterFunc(time.Millisecond, func() { close(done) })
+	<-done
+	assert.True(t, Real{}.AfterFunc(time.Hour, func() {})())
+}

@@ -1,0 +1,218 @@
+package m2m
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+)
+
+// Benchmarks compare m2m with golang.org/x/oauth2 in the same run.
+// Sub-benchmark names are "m2m", "x-oauth2" and, for the floor, "bare";
+// scripts/bench.sh turns them into a table of ratios.
+
+// benchServer is a token endpoint that answers after delay and counts.
+func benchServer(b *testing.B, delay time.Duration) (*httptest.Server, *atomic.Int64) {
+	var hits atomic.Int64
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		if delay > 0 {
+			time.Sleep(delay) // the token endpoint's latency
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"access_token": "bench-token", "token_type": "bearer", "expires_in": 3600})
+	}))
+	b.Cleanup(s.Close)
+	return s, &hits
+}
+
+func benchSources(b *testing.B, tokenURL string) (*TokenSource, oauth2.TokenSource) {
+	c, err := New(Config{TokenURL: tokenURL, ClientID: testID, ClientSecret: testSecret})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	src, err := c.Source(Audience{Name: "event", Scopes: []string{"event.create"}, URL: "https://calendar.test"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cc := &clientcredentials.Config{ClientID: testID, ClientSecret: testSecret, TokenURL: tokenURL,
+		Scopes: []string{"event.create"}, EndpointParams: map[string][]string{"audience": {"event"}}}
+	peer := oauth2.ReuseTokenSource(nil, cc.TokenSource(context.Background()))
+	if _, err := src.TokenContext(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := peer.Token(); err != nil {
+		b.Fatal(err)
+	}
+	return src, peer
+}
+
+// BenchmarkToken: a token from a fresh cache, one goroutine.
+func BenchmarkToken(b *testing.B) {
+	srv, _ := benchServer(b, 0)
+	src, peer := benchSources(b, srv.URL)
+	ctx := context.Background()
+	b.Run("m2m", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := src.TokenContext(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("x-oauth2", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := peer.Token(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkTokenParallel: the same under contention from every core.
+func BenchmarkTokenParallel(b *testing.B) {
+	srv, _ := benchServer(b, 0)
+	src, peer := benchSources(b, srv.URL)
+	ctx := context.Background()
+	b.Run("m2m", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := src.TokenContext(ctx); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+	b.Run("x-oauth2", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := peer.Token(); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+}
+
+// BenchmarkRoundTrip: the injection overhead alone, over a base
+// RoundTripper that answers at once.
+func BenchmarkRoundTrip(b *testing.B) {
+	srv, _ := benchServer(b, 0)
+	src, peer := benchSources(b, srv.URL)
+	resp := &http.Response{StatusCode: http.StatusOK, Body: http.NoBody}
+	base := roundTripFunc(func(*http.Request) (*http.Response, error) { return resp, nil })
+	req, _ := http.NewRequest(http.MethodGet, "https://calendar.test/events", nil)
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "task-service/1.0")
+	for _, tc := range []struct {
+		name string
+		rt   http.RoundTripper
+	}{
+		{"bare", base},
+		{"m2m", NewTransport(base, src)},
+		{"x-oauth2", &oauth2.Transport{Source: peer, Base: base}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := tc.rt.RoundTrip(req); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// burst runs n goroutines that each get a token, and returns when all
+// have an answer.
+func burst(n int, get func() error) (failed int64) {
+	var wg sync.WaitGroup
+	var bad atomic.Int64
+	start := make(chan struct{})
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			if get() != nil {
+				bad.Add(1)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	return bad.Load()
+}
+
+// BenchmarkColdBurst: 10 000 goroutines ask at once with an empty cache and
+// a token endpoint that takes 50 ms. ns/op is the time until all are
+// served; token-reqs/op the requests the endpoint saw.
+func BenchmarkColdBurst(b *testing.B) {
+	const n = 10000
+	srv, hits := benchServer(b, 50*time.Millisecond)
+	b.Run("m2m", func(b *testing.B) {
+		hits.Store(0)
+		for b.Loop() {
+			c, _ := New(Config{TokenURL: srv.URL, ClientID: testID, ClientSecret: testSecret})
+			src, _ := c.Source(Audience{Name: "event", Scopes: []string{"event.create"}})
+			if failed := burst(n, func() error { _, err := src.TokenContext(context.Background()); return err }); failed > 0 {
+				b.Fatalf("%d failed", failed)
+			}
+			c.Close()
+		}
+		b.ReportMetric(float64(hits.Load())/float64(b.N), "token-reqs/op")
+	})
+	b.Run("x-oauth2", func(b *testing.B) {
+		hits.Store(0)
+		for b.Loop() {
+			cc := &clientcredentials.Config{ClientID: testID, ClientSecret: testSecret, TokenURL: srv.URL, Scopes: []string{"event.create"}}
+			src := oauth2.ReuseTokenSource(nil, cc.TokenSource(context.Background()))
+			if failed := burst(n, func() error { _, err := src.Token(); return err }); failed > 0 {
+				b.Fatalf("%d failed", failed)
+			}
+		}
+		b.ReportMetric(float64(hits.Load())/float64(b.N), "token-reqs/op")
+	})
+}
+
+// BenchmarkColdBurstCancel: the same burst, but every caller gives up
+// after 10 ms. ns/op is the time until every caller has returned.
+// x/oauth2's Token takes no context: a caller cannot stop waiting.
+func BenchmarkColdBurstCancel(b *testing.B) {
+	const n = 10000
+	srv, _ := benchServer(b, 50*time.Millisecond)
+	b.Run("m2m", func(b *testing.B) {
+		for b.Loop() {
+			c, _ := New(Config{TokenURL: srv.URL, ClientID: testID, ClientSecret: testSecret})
+			src, _ := c.Source(Audience{Name: "event", Scopes: []string{"event.create"}})
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+			burst(n, func() error { _, err := src.TokenContext(ctx); return err })
+			cancel()
+			b.StopTimer()
+			c.Close() // the shared fetch goes on until here: not timed
+			b.StartTimer()
+		}
+	})
+	b.Run("x-oauth2", func(b *testing.B) {
+		for b.Loop() {
+			cc := &clientcredentials.Config{ClientID: testID, ClientSecret: testSecret, TokenURL: srv.URL, Scopes: []string{"event.create"}}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+			src := oauth2.ReuseTokenSource(nil, cc.TokenSource(ctx))
+			burst(n, func() error { _, err := src.Token(); return err })
+			cancel()
+		}
+	})
+}

@@ -264,46 +264,36 @@ func (cfg *Config) check() error {
 			return configErr("EndpointParams may not set %q: the SDK sets it", k)
 		}
 	}
-	if cfg.RefreshFraction == 0 {
-		cfg.RefreshFraction = DefaultRefreshFraction
-	}
-	switch {
-	case cfg.RefreshJitter == 0:
-		cfg.RefreshJitter = DefaultRefreshJitter
-	case cfg.RefreshJitter < 0:
-		cfg.RefreshJitter = 0
-	}
-	if cfg.MaxRefreshAhead == 0 {
-		cfg.MaxRefreshAhead = DefaultMaxRefreshAhead
-	}
-	if cfg.DefaultLifetime == 0 {
-		cfg.DefaultLifetime = DefaultLifetime
-	}
-	if cfg.FetchTimeout == 0 {
-		cfg.FetchTimeout = DefaultFetchTimeout
-	}
-	if cfg.AttemptTimeout == 0 {
-		cfg.AttemptTimeout = min(DefaultAttemptTimeout, cfg.FetchTimeout)
-	}
-	switch {
-	case cfg.MaxRetries == 0:
-		cfg.MaxRetries = DefaultMaxRetries
-	case cfg.MaxRetries < 0:
-		cfg.MaxRetries = 0
-	}
-	if cfg.RetryBaseDelay == 0 {
-		cfg.RetryBaseDelay = DefaultRetryBaseDelay
-	}
-	if cfg.RetryMaxDelay == 0 {
-		cfg.RetryMaxDelay = max(DefaultRetryMaxDelay, cfg.RetryBaseDelay)
-	}
-	switch {
-	case cfg.ErrorCacheTTL == 0:
-		cfg.ErrorCacheTTL = DefaultErrorCacheTTL
-	case cfg.ErrorCacheTTL < 0:
-		cfg.ErrorCacheTTL = 0
-	}
+	setDefault(&cfg.RefreshFraction, DefaultRefreshFraction)
+	setDefaultOrOff(&cfg.RefreshJitter, DefaultRefreshJitter)
+	setDefault(&cfg.MaxRefreshAhead, DefaultMaxRefreshAhead)
+	setDefault(&cfg.DefaultLifetime, DefaultLifetime)
+	setDefault(&cfg.FetchTimeout, DefaultFetchTimeout)
+	setDefault(&cfg.AttemptTimeout, min(DefaultAttemptTimeout, cfg.FetchTimeout))
+	setDefaultOrOff(&cfg.MaxRetries, DefaultMaxRetries)
+	setDefault(&cfg.RetryBaseDelay, DefaultRetryBaseDelay)
+	setDefault(&cfg.RetryMaxDelay, max(DefaultRetryMaxDelay, cfg.RetryBaseDelay))
+	setDefaultOrOff(&cfg.ErrorCacheTTL, DefaultErrorCacheTTL)
 	return nil
+}
+
+// setDefault sets *v to def when it is zero.
+func setDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
+
+// setDefaultOrOff sets *v to def when it is zero and to zero ("off") when
+// it is negative.
+func setDefaultOrOff[T int | float64 | time.Duration](v *T, def T) {
+	switch {
+	case *v == 0:
+		*v = def
+	case *v < 0:
+		*v = 0
+	}
 }
 
 func cloneValues(v url.Values) url.Values {

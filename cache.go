@@ -34,7 +34,10 @@ const (
 // tokenState is one cached token. A new fetch stores a new one. All its
 // fields are immutable but phase, which timers move from fresh to stale at
 // refreshAt and to expired at expireAt: the hot path reads one atomic
-// instead of the clock (time.Now costs more than the rest of it).
+// instead of the clock (time.Now costs more than the rest of it). Like any
+// monotonic time in Go, the timers do not count time a machine spends
+// suspended; a server is not suspended, and the callee's exp check stays
+// the last word.
 type tokenState struct {
 	tok       *oauth2.Token
 	auth      []string // the Authorization header value, built once

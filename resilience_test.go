@@ -177,28 +177,30 @@ func TestReplayOn401(t *testing.T) {
 		assert.NotEqual(t, api.auths[0], tok.AccessToken, "the next request gets a new token")
 		assert.EqualValues(t, 2, ts.hits.Load())
 	})
-	t.Run("never loops", func(t *testing.T) {
-		t.Parallel()
-		ts, api, hc, _, _ := setup(t)
-		api.status = http.StatusUnauthorized
-		resp, err := hc.Get(api.URL + "/events")
-		require.NoError(t, err)
-		resp.Body.Close()
-		assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
-		assert.Equal(t, 2, api.requests(), "one replay, no more")
-		assert.EqualValues(t, 2, ts.hits.Load())
-	})
-	t.Run("403 is not retried", func(t *testing.T) {
-		t.Parallel()
-		ts, api, hc, _, _ := setup(t)
-		api.status = http.StatusForbidden
-		resp, err := hc.Get(api.URL + "/events")
-		require.NoError(t, err)
-		resp.Body.Close()
-		assert.Equal(t, http.StatusForbidden, resp.StatusCode)
-		assert.Equal(t, 1, api.requests())
-		assert.EqualValues(t, 1, ts.hits.Load())
-	})
+	for _, tc := range []struct {
+		name          string
+		status        int   // answered to every request
+		requests      int   // the callee sees
+		tokenRequests int64 // the token endpoint sees
+		why           string
+	}{
+		{"401 every time: one replay, never a loop", http.StatusUnauthorized, 2, 2, "one replay, no more"},
+		{"403 is not retried", http.StatusForbidden, 1, 1, "a new token would carry the same scopes"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ts, api, hc, _, _ := setup(t)
+			api.mu.Lock()
+			api.status = tc.status
+			api.mu.Unlock()
+			resp, err := hc.Get(api.URL + "/events")
+			require.NoError(t, err)
+			resp.Body.Close()
+			assert.Equal(t, tc.status, resp.StatusCode)
+			assert.Equal(t, tc.requests, api.requests(), tc.why)
+			assert.Equal(t, tc.tokenRequests, ts.hits.Load())
+		})
+	}
 	t.Run("concurrent 401s cause one refetch", func(t *testing.T) {
 		t.Parallel()
 		ts, api, _, src, rec := setup(t)

@@ -189,7 +189,11 @@ func (d *demo) call(ctx context.Context, method, url, scopes string, want int, t
 		d.failures = append(d.failures, fmt.Sprintf("step %d: %v", d.step, err))
 		return
 	}
-	d.printf("%d %s, token %s", status, http.StatusText(status), map[string]string{"fetch": "fetched from the token endpoint", "cached": "from memory"}[got])
+	source := "from memory"
+	if got == "fetch" {
+		source = "fetched from the token endpoint"
+	}
+	d.printf("%d %s, token %s", status, http.StatusText(status), source)
 	if challenge != "" {
 		d.printf("\n    WWW-Authenticate: %s", challenge)
 	}

@@ -1,38 +1,50 @@
 #!/usr/bin/env bash
-# The one test command: formatting, vet, staticcheck, the race-enabled test
-# suite, and the interop tests against a real Ory Hydra (built once and
-# cached in .cache/, started on 127.0.0.1 by the tests and stopped by them).
-# M2M_SKIP_INTEROP=1 skips the Hydra tests locally; CI ($CI=true) never does.
+# The one test command: formatting, vet, staticcheck and the race-enabled
+# tests of every module in the repository (the SDK and each nested module),
+# short fuzz runs, and the interop tests against real authorization servers
+# (built or installed once and cached in .cache/, started on 127.0.0.1 by
+# the tests and stopped by them).
+# M2M_SKIP_INTEROP=1 skips the interop tests locally; CI ($CI=true) never does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 staticcheck_version=v0.8.2
 
+# Every module but interop/ (run last, with its servers) and the modules
+# that only pin a server's build (interop/hydra).
+modules=()
+while IFS= read -r mod; do
+  dir=$(dirname "$mod")
+  case "$dir" in
+    ./interop|./interop/*) continue ;;
+  esac
+  modules+=("$dir")
+done < <(find . -name go.mod -not -path './.cache/*' -not -path '*/node_modules/*' | sort)
+
 echo "== gofmt"
-unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.cache/*'))
 if [ -n "$unformatted" ]; then
   echo "not gofmt-formatted:" >&2
   echo "$unformatted" >&2
   exit 1
 fi
 
-echo "== go vet"
-go vet ./...
-(cd interop && go vet ./...)
+for dir in "${modules[@]}" ./interop; do
+  echo "== go vet, staticcheck: $dir"
+  (cd "$dir" && go vet ./... && go run honnef.co/go/tools/cmd/staticcheck@${staticcheck_version} ./...)
+done
 
-echo "== staticcheck"
-go run honnef.co/go/tools/cmd/staticcheck@${staticcheck_version} ./...
-(cd interop && go run honnef.co/go/tools/cmd/staticcheck@${staticcheck_version} ./...)
-
-echo "== go test -race"
-go test -race -count=1 ./...
+for dir in "${modules[@]}"; do
+  echo "== go test -race: $dir"
+  (cd "$dir" && go test -race -count=1 ./...)
+done
 
 echo "== fuzz: 10 s per target"
 go test -run '^$' -fuzz '^FuzzParse$' -fuzztime 10s ./internal/wire
 go test -run '^$' -fuzz '^FuzzJWTExpiry$' -fuzztime 10s ./internal/wire
 go test -run '^$' -fuzz '^FuzzRoute$' -fuzztime 10s .
 
-echo "== interop: Ory Hydra"
+echo "== interop: real authorization servers"
 if [ "${M2M_SKIP_INTEROP:-}" = 1 ] && [ "${CI:-}" != true ]; then
   echo "skipped: M2M_SKIP_INTEROP=1 (never skipped in CI)"
 else

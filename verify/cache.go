@@ -4,49 +4,58 @@ import (
 	"crypto/sha256"
 	"sync"
 	"time"
-	"unsafe"
 )
 
-// cache remembers verified tokens by the SHA-256 of their exact bytes, so
-// a token presented again skips parsing and the signature check. It is
-// bounded and safe for concurrent use.
+// entry is what the cache remembers of one accepted token.
+type entry struct {
+	claims *Claims
+	key    *key      // the JWT's signing key; nil for an introspected token
+	sole   bool      // key was found as the JWKS's only key (no kid)
+	exp    time.Time // exp plus leeway; zero when the token has no exp
+	nbf    time.Time // nbf minus leeway; zero when none
+	until  time.Time // introspection answers are asked again from here; zero for JWTs
+}
+
+// cache remembers accepted tokens by the SHA-256 of their exact bytes, so
+// a token presented again skips parsing, the signature check and the
+// introspection request; the token itself is never kept. It is bounded
+// and safe for concurrent use.
 type cache struct {
 	max int
 	mu  sync.RWMutex
-	m   map[[32]byte]*Claims // guarded by mu
+	m   map[[32]byte]entry // guarded by mu
 }
 
 func newCache(max int) *cache {
-	return &cache{max: max, m: make(map[[32]byte]*Claims)}
+	return &cache{max: max, m: make(map[[32]byte]entry)}
 }
 
 // hashToken hashes raw without copying it: SHA-256 only reads its input.
-func hashToken(raw string) [32]byte {
-	return sha256.Sum256(unsafe.Slice(unsafe.StringData(raw), len(raw)))
-}
+func hashToken(raw string) [32]byte { return sha256.Sum256(bytesOf(raw)) }
 
-func (c *cache) get(key [32]byte) (*Claims, bool) {
+func (c *cache) get(h [32]byte) (entry, bool) {
 	c.mu.RLock()
-	cl, ok := c.m[key]
+	e, ok := c.m[h]
 	c.mu.RUnlock()
-	return cl, ok
+	return e, ok
 }
 
-// drop forgets one token (its key left the JWKS, or it expired).
-func (c *cache) drop(key [32]byte) {
+// drop forgets one token.
+func (c *cache) drop(h [32]byte) {
 	c.mu.Lock()
-	delete(c.m, key)
+	delete(c.m, h)
 	c.mu.Unlock()
 }
 
-// put remembers a verified token. When full it first drops expired
-// entries, then arbitrary ones down to 90%, so the bound always holds.
-func (c *cache) put(key [32]byte, cl *Claims, now time.Time, leeway time.Duration) {
+// put remembers an accepted token. When full it first drops entries that
+// can no longer be used, then arbitrary ones down to 90%, so the bound
+// always holds.
+func (c *cache) put(h [32]byte, e entry, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.m) >= c.max {
 		for k, v := range c.m {
-			if !now.Before(v.ExpiresAt.Add(leeway)) {
+			if (!v.exp.IsZero() && !now.Before(v.exp)) || (!v.until.IsZero() && !now.Before(v.until)) {
 				delete(c.m, k)
 			}
 		}
@@ -57,7 +66,7 @@ func (c *cache) put(key [32]byte, cl *Claims, now time.Time, leeway time.Duratio
 			delete(c.m, k)
 		}
 	}
-	c.m[key] = cl
+	c.m[h] = e
 }
 
 func (c *cache) len() int {

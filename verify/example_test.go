@@ -61,5 +61,5 @@ func ExampleVerifier_Middleware() {
 	// Output:
 	// 200
 	// 403 Bearer error="insufficient_scope", scope="event.create"
-	// 401 Bearer error="invalid_token", error_description="malformed token"
+	// 401 Bearer error="invalid_token", error_description="malformed token: not a compact JWS (three dot-separated parts)"
 }

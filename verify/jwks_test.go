@@ -160,25 +160,16 @@ func TestCacheIsBounded(t *testing.T) {
 	t.Parallel()
 	c := newCache(10)
 	for i := range 25 {
-		c.put(hashToken(fmt.Sprint(i)), &Claims{ExpiresAt: now.Add(time.Hour)}, now, 0)
+		c.put(hashToken(fmt.Sprint(i)), entry{exp: now.Add(time.Hour)}, now)
 		assert.LessOrEqual(t, c.len(), 10)
 	}
 	// Expired entries go first.
 	c = newCache(2)
-	c.put(hashToken("old"), &Claims{ExpiresAt: now.Add(-time.Hour)}, now, 0)
-	c.put(hashToken("live"), &Claims{ExpiresAt: now.Add(time.Hour)}, now, 0)
-	c.put(hashToken("new"), &Claims{ExpiresAt: now.Add(time.Hour)}, now, 0)
+	c.put(hashToken("old"), entry{exp: now.Add(-time.Hour)}, now)
+	c.put(hashToken("live"), entry{exp: now.Add(time.Hour)}, now)
+	c.put(hashToken("new"), entry{exp: now.Add(time.Hour)}, now)
 	_, ok := c.get(hashToken("old"))
 	assert.False(t, ok)
 	_, ok = c.get(hashToken("new"))
 	assert.True(t, ok)
-}
-
-func TestRSABits(t *testing.T) {
-	t.Parallel()
-	keys(t)
-	assert.Equal(t, 2048, rsaBits(jwk(t, &rsaA.PublicKey, "a", "").N))
-	assert.Equal(t, 1024, rsaBits(jwk(t, &rsaSmall.PublicKey, "a", "").N))
-	assert.Equal(t, 0, rsaBits("!!"))
-	assert.Equal(t, 0, rsaBits("AAAA"))
 }

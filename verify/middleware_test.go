@@ -40,8 +40,8 @@ func TestMiddleware(t *testing.T) {
 		{"no header", "", 401, `Bearer`, "invalid_request"},
 		{"basic scheme", "Basic dXNlcjpwYXNz", 401, `Bearer`, "invalid_request"},
 		{"bearer without token", "Bearer ", 401, `Bearer`, "invalid_request"},
-		{"garbage", "Bearer not-a-jwt", 401, `Bearer error="invalid_token", error_description="malformed token"`, "invalid_token"},
-		{"expired", "Bearer " + expired, 401, `Bearer error="invalid_token", error_description="token expired"`, "token expired"},
+		{"garbage", "Bearer not-a-jwt", 401, `Bearer error="invalid_token", error_description="malformed token: not a compact JWS (three dot-separated parts)"`, "invalid_token"},
+		{"expired", "Bearer " + expired, 401, `Bearer error="invalid_token", error_description="token expired: exp 2026-11-27T11:00:00Z is before now 2026-11-27T12:00:00Z (leeway 30s)"`, "token expired"},
 		{"scope near misses", "Bearer " + nearMiss, 403, `Bearer error="insufficient_scope", scope="event.create"`, "insufficient_scope"},
 	}
 	for _, tc := range tests {
@@ -77,7 +77,7 @@ func TestMiddlewareRefusesSessionTokensOnScopedRoutes(t *testing.T) {
 	session := mint(t, jwt.SigningMethodRS256, rsaA, "s-a", claims)
 	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, _ := ClaimsFromContext(r.Context())
-		if c.IsSession() {
+		if c.Kind == KindSession {
 			io.WriteString(w, "session")
 		}
 	})

@@ -256,4 +256,3 @@ func (cfg Config) MarshalJSON() ([]byte, error) {
 		r.Algorithms, r.ClientIDs, r.Profile.String(), r.Leeway, r.IntrospectionCacheTTL, r.RefreshInterval,
 		r.UnknownKIDInterval, r.AcceptSessionTokens, r.ClientCredentialsOnly, r.AllowInsecureHTTP, r.CacheSize})
 }
-

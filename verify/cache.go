@@ -2,6 +2,8 @@ package verify
 
 import (
 	"crypto/sha256"
+	"hash"
+	"strings"
 	"sync"
 	"time"
 )
@@ -30,8 +32,38 @@ func newCache(max int) *cache {
 	return &cache{max: max, m: make(map[[32]byte]entry)}
 }
 
-// hashToken hashes raw without copying it: SHA-256 only reads its input.
-func hashToken(raw string) [32]byte { return sha256.Sum256(bytesOf(raw)) }
+// hasher is a pooled SHA-256 state with room for its output, so that
+// hashing a token twice over allocates nothing.
+type hasher struct {
+	h   hash.Hash
+	out [sha256.Size]byte
+}
+
+var hashers = sync.Pool{New: func() any { return &hasher{h: sha256.New()} }}
+
+// hashToken returns the SHA-256 of raw, the cache key. When raw has two
+// dots it also returns, from the same pass, the SHA-256 of raw up to the
+// second: a JWS signing input, whose digest an RS256, PS256 or ES256
+// check needs anyway. raw is read in place, never copied.
+func hashToken(raw string) (key, signing [32]byte, ok bool) {
+	d2 := -1
+	if d1 := strings.IndexByte(raw, '.'); d1 >= 0 {
+		if j := strings.IndexByte(raw[d1+1:], '.'); j >= 0 {
+			d2 = d1 + 1 + j
+		}
+	}
+	if d2 < 0 {
+		return sha256.Sum256(bytesOf(raw)), signing, false
+	}
+	hs := hashers.Get().(*hasher)
+	hs.h.Reset()
+	hs.h.Write(bytesOf(raw[:d2]))
+	signing = [32]byte(hs.h.Sum(hs.out[:0]))
+	hs.h.Write(bytesOf(raw[d2:]))
+	key = [32]byte(hs.h.Sum(hs.out[:0]))
+	hashers.Put(hs)
+	return key, signing, true
+}
 
 func (c *cache) get(h [32]byte) (entry, bool) {
 	c.mu.RLock()

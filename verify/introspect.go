@@ -60,7 +60,7 @@ func (in *introspector) close() {
 // no two requests for one token ever overlap.
 func (v *Verifier) introspect(ctx context.Context, raw string, h [32]byte) (*Claims, error) {
 	if v.cache == nil {
-		h = hashToken(raw)
+		h, _, _ = hashToken(raw)
 	}
 	in := v.intro
 	in.mu.Lock()
@@ -155,7 +155,8 @@ func (v *Verifier) ask(raw string) (*Claims, error) {
 	if p.has&hasActive == 0 {
 		return nil, reject(ErrInactive, "the introspection endpoint says active is not true")
 	}
-	return v.accept(&p, answer, nil)
+	c, _, err := v.accept(&p, answer, nil)
+	return c, err
 }
 
 func (v *Verifier) introErr(format string, args ...any) error {

@@ -195,6 +195,10 @@ func (r *jsonReader) rawStr() (raw string, escaped bool, err error) {
 	i := start
 	for i < len(s) {
 		c := s[i]
+		if plain[c] {
+			i++
+			continue
+		}
 		switch {
 		case c == '"':
 			r.i = i + 1
@@ -240,6 +244,15 @@ func (r *jsonReader) rawStr() (raw string, escaped bool, err error) {
 	}
 	return "", false, syntaxErr("unterminated string")
 }
+
+// plain marks the bytes a string holds as they are: printable ASCII but
+// the quote and the backslash.
+var plain = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
 
 // hex4 parses the four hex digits at s[i:i+4].
 func hex4(s string, i int) (uint16, bool) {

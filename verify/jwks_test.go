@@ -2,6 +2,7 @@ package verify
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"strings"
 	"sync"
@@ -160,17 +161,17 @@ func TestCacheIsBounded(t *testing.T) {
 	t.Parallel()
 	c := newCache(10)
 	for i := range 25 {
-		c.put(hashToken(fmt.Sprint(i)), entry{exp: now.Add(time.Hour)}, now)
+		c.put(tokenKey(fmt.Sprint(i)), entry{exp: now.Add(time.Hour)}, now)
 		assert.LessOrEqual(t, c.len(), 10)
 	}
 	// Expired entries go first.
 	c = newCache(2)
-	c.put(hashToken("old"), entry{exp: now.Add(-time.Hour)}, now)
-	c.put(hashToken("live"), entry{exp: now.Add(time.Hour)}, now)
-	c.put(hashToken("new"), entry{exp: now.Add(time.Hour)}, now)
-	_, ok := c.get(hashToken("old"))
+	c.put(tokenKey("old"), entry{exp: now.Add(-time.Hour)}, now)
+	c.put(tokenKey("live"), entry{exp: now.Add(time.Hour)}, now)
+	c.put(tokenKey("new"), entry{exp: now.Add(time.Hour)}, now)
+	_, ok := c.get(tokenKey("old"))
 	assert.False(t, ok)
-	_, ok = c.get(hashToken("new"))
+	_, ok = c.get(tokenKey("new"))
 	assert.True(t, ok)
 }
 
@@ -285,4 +286,42 @@ func TestTokenWithoutKid(t *testing.T) {
 	v2, _ := newTestVerifier(t, one, nil)
 	_, err = v2.Verify(context.Background(), tok)
 	require.ErrorIs(t, err, ErrSignature, "the only key, whatever its kid, must verify it")
+}
+
+func tokenKey(raw string) [32]byte {
+	k, _, _ := hashToken(raw)
+	return k
+}
+
+func TestHashToken(t *testing.T) {
+	t.Parallel()
+	for _, raw := range []string{"a.b.c", "abc", "a.b", "h.p.s.x", "..", strings.Repeat("x", 200) + "." + strings.Repeat("y", 700) + "." + strings.Repeat("z", 344)} {
+		key, signing, ok := hashToken(raw)
+		assert.Equal(t, sha256.Sum256([]byte(raw)), key, raw)
+		parts := strings.SplitN(raw, ".", 3)
+		assert.Equal(t, len(parts) == 3, ok)
+		if ok {
+			assert.Equal(t, sha256.Sum256([]byte(parts[0]+"."+parts[1])), signing)
+		}
+	}
+}
+
+// TestRepeatedTokenAllocatesNothing pins the cache hit path at zero
+// allocations.
+func TestRepeatedTokenAllocatesNothing(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts do not hold under the race detector")
+	}
+	keys(t)
+	srv := newJWKSServer(t, jwk(t, &rsaA.PublicKey, "s-a", "RS256"))
+	v, _ := newTestVerifier(t, srv, nil)
+	tok := mint(t, jwt.SigningMethodRS256, rsaA, "s-a", goodClaims())
+	_, err := v.Verify(context.Background(), tok)
+	require.NoError(t, err)
+	allocs := testing.AllocsPerRun(100, func() {
+		if _, err := v.Verify(context.Background(), tok); err != nil {
+			t.Fatal(err)
+		}
+	})
+	assert.Zero(t, allocs)
 }

@@ -124,10 +124,10 @@ var b64 = base64.RawURLEncoding.Strict()
 
 // splitJWS splits and decodes a compact JWS (RFC 7515 §7.1): three parts
 // in unpadded base64url with no other bytes (no padding, white space or
-// line breaks, which Go's decoder would skip). The signature is decoded
-// into sigBuf, the caller's, so that no cached value keeps it: with the
-// payload it would make the token again.
-func splitJWS(raw string, sigBuf []byte) (jws, error) {
+// line breaks, which Go's decoder would skip). Only the payload outlives
+// the check (the cache keeps it in Claims); the signature never does: with
+// the payload it would make the token again.
+func splitJWS(raw string) (jws, error) {
 	var t jws
 	d1 := strings.IndexByte(raw, '.')
 	if d1 < 0 {
@@ -164,17 +164,18 @@ func splitJWS(raw string, sigBuf []byte) (jws, error) {
 	if err != nil || n == 0 {
 		return t, reject(ErrMalformed, "payload is not base64url")
 	}
-	if b64.DecodedLen(len(ss)) > len(sigBuf) {
+	if b64.DecodedLen(len(ss)) > maxRSABits/8 {
 		return t, reject(ErrSignature, "signature longer than any key allows")
 	}
-	m, err := b64.Decode(sigBuf, bytesOf(ss))
+	sig := make([]byte, b64.DecodedLen(len(ss)))
+	m, err := b64.Decode(sig, bytesOf(ss))
 	if err != nil {
 		return t, reject(ErrMalformed, "signature is not base64url")
 	}
 	t.header = h
 	t.signing = raw[:d2]
 	t.payload = unsafe.String(&pbuf[0], n) // pbuf is never written again
-	t.sig = sigBuf[:m]
+	t.sig = sig[:m]
 	return t, nil
 }
 
@@ -189,18 +190,25 @@ func headerErr(err error) error {
 // bytesOf views s as bytes without copying, for reads only.
 func bytesOf(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
 
-// verifySignature checks sig over signing with key under alg.
-func verifySignature(alg *algorithm, k *key, signing string, sig []byte) error {
+// verifySignature checks sig over signing with key under alg. sha256Sum,
+// when not nil, is the SHA-256 of signing, already computed.
+func verifySignature(alg *algorithm, k *key, signing string, sig []byte, sha256Sum *[32]byte) error {
 	msg := bytesOf(signing)
+	var sum []byte
+	switch {
+	case alg.hash == crypto.SHA256 && sha256Sum != nil:
+		sum = sha256Sum[:]
+	case alg.hash != 0:
+		sum = digest(alg.hash, msg)
+	}
 	switch pub := k.pub.(type) {
 	case *rsa.PublicKey:
-		digest := sum(alg.hash, msg)
 		var err error
 		if alg.pss {
 			// RFC 7518 §3.5: the salt is as long as the hash output.
-			err = rsa.VerifyPSS(pub, alg.hash, digest, sig, &rsa.PSSOptions{SaltLength: alg.hash.Size(), Hash: alg.hash})
+			err = rsa.VerifyPSS(pub, alg.hash, sum, sig, &rsa.PSSOptions{SaltLength: alg.hash.Size(), Hash: alg.hash})
 		} else {
-			err = rsa.VerifyPKCS1v15(pub, alg.hash, digest, sig)
+			err = rsa.VerifyPKCS1v15(pub, alg.hash, sum, sig)
 		}
 		if err != nil {
 			return reject(ErrSignature, "")
@@ -213,7 +221,7 @@ func verifySignature(alg *algorithm, k *key, signing string, sig []byte) error {
 		}
 		r := new(big.Int).SetBytes(sig[:size])
 		s := new(big.Int).SetBytes(sig[size:])
-		if !ecdsa.Verify(pub, sum(alg.hash, msg), r, s) {
+		if !ecdsa.Verify(pub, sum, r, s) {
 			return reject(ErrSignature, "")
 		}
 		return nil
@@ -226,8 +234,8 @@ func verifySignature(alg *algorithm, k *key, signing string, sig []byte) error {
 	return reject(ErrAlgorithm, "key %s has no usable public key", quoted(k.kid))
 }
 
-// sum hashes msg with h.
-func sum(h crypto.Hash, msg []byte) []byte {
+// digest hashes msg with h.
+func digest(h crypto.Hash, msg []byte) []byte {
 	if h == crypto.SHA256 {
 		s := sha256.Sum256(msg)
 		return s[:]

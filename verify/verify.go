@@ -146,9 +146,10 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
 	if raw == "" {
 		return nil, reject(ErrMalformed, "empty token")
 	}
-	var h [32]byte
+	var h, signing [32]byte
+	var hasSigning bool
 	if v.cache != nil {
-		h = hashToken(raw)
+		h, signing, hasSigning = hashToken(raw)
 		if e, ok := v.cache.get(h); ok {
 			c, err, use := v.reuse(e)
 			if use {
@@ -166,12 +167,17 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
 		}
 		return v.introspect(ctx, raw, h)
 	}
-	c, e, err := v.verifyJWT(ctx, raw)
+	var sum *[32]byte
+	if hasSigning {
+		s := signing // escapes into the RSA check: copied only on this path
+		sum = &s
+	}
+	c, e, now, err := v.verifyJWT(ctx, raw, sum)
 	if err != nil {
 		return nil, err
 	}
 	if v.cache != nil {
-		v.cache.put(h, e, v.clock.Now())
+		v.cache.put(h, e, now)
 	}
 	return c, nil
 }
@@ -209,41 +215,43 @@ func (v *Verifier) expired(c *Claims, now time.Time) error {
 func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
 // verifyJWT checks a compact JWS: header, key, signature, then claims.
-func (v *Verifier) verifyJWT(ctx context.Context, raw string) (*Claims, entry, error) {
-	var sigBuf [maxRSABits / 8]byte
-	t, err := splitJWS(raw, sigBuf[:])
+// signingSum, when not nil, is the SHA-256 of the signing input. It
+// returns the time the claims were checked at.
+func (v *Verifier) verifyJWT(ctx context.Context, raw string, signingSum *[32]byte) (*Claims, entry, time.Time, error) {
+	var now time.Time
+	t, err := splitJWS(raw)
 	if err != nil {
-		return nil, entry{}, err
+		return nil, entry{}, now, err
 	}
 	alg := v.algorithm(t.header.alg)
 	if alg == nil {
-		return nil, entry{}, reject(ErrAlgorithm, "want one of %v, token has %s", v.cfg.Algorithms, quoted(t.header.alg))
+		return nil, entry{}, now, reject(ErrAlgorithm, "want one of %v, token has %s", v.cfg.Algorithms, quoted(t.header.alg))
 	}
 	if t.header.hasKid && t.header.kid == "" {
-		return nil, entry{}, reject(ErrMalformed, "kid is empty")
+		return nil, entry{}, now, reject(ErrMalformed, "kid is empty")
 	}
 	k, sole, err := v.keys.resolve(ctx, &t.header)
 	if err != nil {
-		return nil, entry{}, err
+		return nil, entry{}, now, err
 	}
 	if !alg.fits(k) || (k.alg != "" && k.alg != alg.name) {
-		return nil, entry{}, reject(ErrAlgorithm, "token alg %s does not fit key %s (%s %s)", alg.name, quoted(k.kid), k.kty, k.alg)
+		return nil, entry{}, now, reject(ErrAlgorithm, "token alg %s does not fit key %s (%s %s)", alg.name, quoted(k.kid), k.kty, k.alg)
 	}
-	if err := verifySignature(alg, k, t.signing, t.sig); err != nil {
-		return nil, entry{}, err
+	if err := verifySignature(alg, k, t.signing, t.sig, signingSum); err != nil {
+		return nil, entry{}, now, err
 	}
 	var p payload
 	if err := readPayload(t.payload, &p); err != nil {
 		if se, ok := err.(*syntaxError); ok {
-			return nil, entry{}, reject(ErrMalformed, "payload: %s", se.msg)
+			return nil, entry{}, now, reject(ErrMalformed, "payload: %s", se.msg)
 		}
-		return nil, entry{}, err
+		return nil, entry{}, now, err
 	}
-	c, err := v.accept(&p, t.payload, &t.header)
+	c, now, err := v.accept(&p, t.payload, &t.header)
 	if err != nil {
-		return nil, entry{}, err
+		return nil, entry{}, now, err
 	}
-	return c, v.entryFor(c, k, sole, time.Time{}), nil
+	return c, v.entryFor(c, k, sole, time.Time{}), now, nil
 }
 
 // algorithm returns the allowed algorithm named alg, or nil.
@@ -270,7 +278,14 @@ func (v *Verifier) entryFor(c *Claims, k *key, sole bool, until time.Time) entry
 
 // accept applies every claim rule to p and builds the Claims. h is the
 // JOSE header for a JWT, nil for an introspection answer.
-func (v *Verifier) accept(p *payload, raw string, h *header) (*Claims, error) {
+func (v *Verifier) accept(p *payload, raw string, h *header) (*Claims, time.Time, error) {
+	now := v.clock.Now()
+	c, err := v.acceptAt(p, raw, h, now)
+	return c, now, err
+}
+
+// acceptAt is accept at the time now.
+func (v *Verifier) acceptAt(p *payload, raw string, h *header, now time.Time) (*Claims, error) {
 	jwt := h != nil
 	rfc := v.cfg.Profile != ProfileSuperTokens
 	if jwt && rfc {
@@ -302,7 +317,6 @@ func (v *Verifier) accept(p *payload, raw string, h *header) (*Claims, error) {
 	if p.has&hasNbf != 0 {
 		c.NotBefore = p.nbf.toTime()
 	}
-	now := v.clock.Now()
 	lw := v.cfg.Leeway
 	switch {
 	case !c.ExpiresAt.IsZero() && !now.Before(c.ExpiresAt.Add(lw)):

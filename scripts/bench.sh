@@ -11,6 +11,10 @@ echo "# $(date -u +%Y-%m-%d) $(go version | cut -d' ' -f3-4), $(nproc) cores, $(
 go test -run '^$' -bench '^Benchmark(Token|TokenParallel|RoundTrip)$' -benchmem -count "${COUNT:-5}" . | tee -a "$raw"
 go test -run '^$' -bench '^BenchmarkColdBurst' -benchmem -benchtime 5x -count 3 . | tee -a "$raw"
 go test -run '^$' -bench '^BenchmarkVerify$' -benchmem -count "${COUNT:-5}" ./verify/ | tee -a "$raw"
+# verify against the other Go JWT verifiers (a nested module, so they never
+# enter the SDK's go.mod): each alone beside the floor, then each paired
+# call by call with the floor (the robust ratio on a busy machine).
+(cd bench/verifypeers && go test -run '^$' -bench '^BenchmarkVerify(NewToken|Paired)$' -benchmem -count "${COUNT:-5}" .) | tee -a "$raw"
 echo
 echo "## Ratios (medians)"
 go run ./internal/benchtable < "$raw"

@@ -48,7 +48,9 @@ func (r *jsonReader) ws() {
 	}
 }
 
-// peek skips white space and returns the next byte, 0 at the end.
+// peek skips white space and returns the next byte, 0 at the end (or at a
+// NUL byte, which is never valid outside a string: callers that must tell
+// the two apart check r.i).
 func (r *jsonReader) peek() byte {
 	r.ws()
 	if r.i >= len(r.s) {
@@ -59,7 +61,7 @@ func (r *jsonReader) peek() byte {
 
 // end checks that only white space follows the value just read.
 func (r *jsonReader) end() error {
-	if r.peek() != 0 {
+	if r.ws(); r.i < len(r.s) {
 		return syntaxErr("data after the JSON value")
 	}
 	return nil

@@ -119,6 +119,7 @@ func reference(s string) bool {
 		return false
 	}
 	d := json.NewDecoder(strings.NewReader(s))
+	d.UseNumber()
 	type frame struct {
 		object bool
 		names  map[string]bool
@@ -187,7 +188,9 @@ func FuzzJSONReader(f *testing.F) {
 		}
 		// Strings read the same as encoding/json reads them.
 		var v any
-		if err := json.NewDecoder(bytes.NewReader([]byte(s))).Decode(&v); err != nil {
+		d := json.NewDecoder(bytes.NewReader([]byte(s)))
+		d.UseNumber()
+		if err := d.Decode(&v); err != nil {
 			t.Fatalf("encoding/json refuses what the reader took: %v", err)
 		}
 		if str, ok := v.(string); ok {

@@ -162,7 +162,7 @@ func verifiers(tb testing.TB, e *env) []verifier {
 			_, err := m2m.Verify(ctx, tok)
 			return err
 		}},
-		{"m2m-nocache", func(ctx context.Context, tok string) error {
+		{"m2m-cache-off", func(ctx context.Context, tok string) error {
 			_, err := m2mNoCache.Verify(ctx, tok)
 			return err
 		}},

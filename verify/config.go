@@ -25,7 +25,7 @@ const (
 	// "at+jwt" or "application/at+jwt" (§4, compared case-insensitively)
 	// and iss, exp, aud, sub, client_id, iat and jti are required (§2.2).
 	// stt is not read. For servers that issue RFC 9068 tokens, such as
-	// node-oidc-provider and ZITADEL.
+	// node-oidc-provider.
 	ProfileRFC9068
 	// ProfileHydra is ProfileRFC9068 for Ory Hydra v2 (and SuperTokens
 	// tokens checked without stt), whose access tokens say typ "JWT":

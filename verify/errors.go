@@ -12,7 +12,7 @@ import (
 var ErrInvalidConfig = errors.New("verify: invalid config")
 
 // ErrInvalidToken is wrapped by every rejection of a token: Verify's error
-// then also wraps exactly one of the more specific errors below (ErrExpired,
+// then also wraps exactly one of the specific rejections (ErrExpired,
 // ErrAudience, …), and its message says what was expected and what the
 // token had, never the token itself. An error that does not wrap
 // ErrInvalidToken (ErrIntrospection, a context error) says nothing about

@@ -269,7 +269,11 @@ func (ks *keySet) usable(raw []json.RawMessage) *keyMap {
 			ks.ignore(j, reason)
 			continue
 		}
-		if prev := old.byKID[k.kid]; prev != nil && prev.fp == k.fp {
+		prev := old.byKID[k.kid]
+		if k.kid == "" {
+			prev = old.sole
+		}
+		if prev != nil && prev.kid == k.kid && prev.fp == k.fp {
 			k = prev
 		}
 		keys = append(keys, k)

@@ -271,15 +271,22 @@ func TestTokenWithoutKid(t *testing.T) {
 	srv := newJWKSServer(t, jwk(t, &rsaA.PublicKey, "", "RS256"))
 	v, fc := newTestVerifier(t, srv, nil)
 	tok := mint(t, jwt.SigningMethodRS256, rsaA, "", goodClaims())
+	first, err := v.Verify(context.Background(), tok)
+	require.NoError(t, err)
 	for i := range 3 {
-		_, err := v.Verify(context.Background(), tok)
+		again, err := v.Verify(context.Background(), tok)
 		require.NoError(t, err, "use %d", i)
+		assert.Same(t, first, again)
 	}
 	assert.Equal(t, 1, v.cache.len())
+	refresh(t, v, fc, srv)
+	again, err := v.Verify(context.Background(), tok)
+	require.NoError(t, err)
+	assert.Same(t, first, again, "the same key fetched again keeps the cache")
 
 	srv.setKeys(t, jwk(t, &rsaA.PublicKey, "", "RS256"), jwk(t, &rsaB.PublicKey, "s-b", "RS256"))
 	refresh(t, v, fc, srv)
-	_, err := v.Verify(context.Background(), tok)
+	_, err = v.Verify(context.Background(), tok)
 	require.ErrorIs(t, err, ErrUnknownKey, "with two keys, a token without kid names none")
 
 	one := newJWKSServer(t, jwk(t, &rsaB.PublicKey, "s-b", "RS256"))

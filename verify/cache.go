@@ -5,17 +5,23 @@ import (
 	"hash"
 	"strings"
 	"sync"
-	"time"
 )
 
-// entry is what the cache remembers of one accepted token.
+// entry is what the cache remembers of one accepted token. Times are Unix
+// nanoseconds (compact, and compared without time.Time's monotonic
+// logic); 0 means none.
 type entry struct {
 	claims *Claims
-	key    *key      // the JWT's signing key; nil for an introspected token
-	sole   bool      // key was found as the JWKS's only key (no kid)
-	exp    time.Time // exp plus leeway; zero when the token has no exp
-	nbf    time.Time // nbf minus leeway; zero when none
-	until  time.Time // introspection answers are asked again from here; zero for JWTs
+	key    *key  // the JWT's signing key; nil for an introspected token
+	sole   bool  // key was found as the JWKS's only key (no kid)
+	exp    int64 // exp plus leeway
+	nbf    int64 // nbf minus leeway
+	until  int64 // an introspection answer is asked again from here
+}
+
+// unusable reports whether e can no longer be used at now (Unix ns).
+func (e *entry) unusable(now int64) bool {
+	return (e.exp != 0 && now >= e.exp) || (e.until != 0 && now >= e.until)
 }
 
 // cache remembers accepted tokens by the SHA-256 of their exact bytes, so
@@ -82,12 +88,12 @@ func (c *cache) drop(h [32]byte) {
 // put remembers an accepted token. When full it first drops entries that
 // can no longer be used, then arbitrary ones down to 90%, so the bound
 // always holds.
-func (c *cache) put(h [32]byte, e entry, now time.Time) {
+func (c *cache) put(h [32]byte, e entry, now int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.m) >= c.max {
 		for k, v := range c.m {
-			if (!v.exp.IsZero() && !now.Before(v.exp)) || (!v.until.IsZero() && !now.Before(v.until)) {
+			if v.unusable(now) {
 				delete(c.m, k)
 			}
 		}

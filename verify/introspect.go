@@ -106,7 +106,7 @@ func (v *Verifier) runCall(cl *call, raw string, h [32]byte) {
 		if !c.ExpiresAt.IsZero() && c.ExpiresAt.Before(until) {
 			until = c.ExpiresAt
 		}
-		v.cache.put(h, v.entryFor(c, nil, false, until), now)
+		v.cache.put(h, v.entryFor(c, nil, false, until), now.UnixNano())
 	}
 	delete(in.calls, h)
 	close(cl.done)

@@ -161,14 +161,14 @@ func TestCacheIsBounded(t *testing.T) {
 	t.Parallel()
 	c := newCache(10)
 	for i := range 25 {
-		c.put(tokenKey(fmt.Sprint(i)), entry{exp: now.Add(time.Hour)}, now)
+		c.put(tokenKey(fmt.Sprint(i)), entry{exp: now.Add(time.Hour).UnixNano()}, now.UnixNano())
 		assert.LessOrEqual(t, c.len(), 10)
 	}
 	// Expired entries go first.
 	c = newCache(2)
-	c.put(tokenKey("old"), entry{exp: now.Add(-time.Hour)}, now)
-	c.put(tokenKey("live"), entry{exp: now.Add(time.Hour)}, now)
-	c.put(tokenKey("new"), entry{exp: now.Add(time.Hour)}, now)
+	c.put(tokenKey("old"), entry{exp: now.Add(-time.Hour).UnixNano()}, now.UnixNano())
+	c.put(tokenKey("live"), entry{exp: now.Add(time.Hour).UnixNano()}, now.UnixNano())
+	c.put(tokenKey("new"), entry{exp: now.Add(time.Hour).UnixNano()}, now.UnixNano())
 	_, ok := c.get(tokenKey("old"))
 	assert.False(t, ok)
 	_, ok = c.get(tokenKey("new"))

@@ -177,7 +177,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
 		return nil, err
 	}
 	if v.cache != nil {
-		v.cache.put(h, e, now)
+		v.cache.put(h, e, now.UnixNano())
 	}
 	return c, nil
 }
@@ -193,16 +193,17 @@ func isNotYetValid(err error) bool {
 // the token must be checked afresh.
 func (v *Verifier) reuse(e entry) (c *Claims, err error, use bool) {
 	now := v.clock.Now()
-	if !e.exp.IsZero() && !now.Before(e.exp) {
+	ns := now.UnixNano()
+	if e.exp != 0 && ns >= e.exp {
 		return nil, v.expired(e.claims, now), true
 	}
-	if !e.nbf.IsZero() && now.Before(e.nbf) {
+	if e.nbf != 0 && ns < e.nbf {
 		return nil, reject(ErrNotYetValid, "nbf %s is after now %s (leeway %s)", stamp(e.claims.NotBefore), stamp(now), v.cfg.Leeway), true
 	}
 	if e.key != nil && !v.keys.current(e.key, e.sole) {
 		return nil, nil, false
 	}
-	if !e.until.IsZero() && !now.Before(e.until) {
+	if e.until != 0 && ns >= e.until {
 		return nil, nil, false
 	}
 	return e.claims, nil, true
@@ -266,12 +267,15 @@ func (v *Verifier) algorithm(alg string) *algorithm {
 
 // entryFor builds the cache entry of accepted claims.
 func (v *Verifier) entryFor(c *Claims, k *key, sole bool, until time.Time) entry {
-	e := entry{claims: c, key: k, sole: sole, until: until}
+	e := entry{claims: c, key: k, sole: sole}
+	if !until.IsZero() {
+		e.until = until.UnixNano()
+	}
 	if !c.ExpiresAt.IsZero() {
-		e.exp = c.ExpiresAt.Add(v.cfg.Leeway)
+		e.exp = c.ExpiresAt.Add(v.cfg.Leeway).UnixNano()
 	}
 	if !c.NotBefore.IsZero() {
-		e.nbf = c.NotBefore.Add(-v.cfg.Leeway)
+		e.nbf = c.NotBefore.Add(-v.cfg.Leeway).UnixNano()
 	}
 	return e
 }

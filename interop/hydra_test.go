@@ -135,9 +135,18 @@ func runHydra(bin string, env ...string) (srv hydraServer, stop func(), err erro
 	var disc struct {
 		Issuer string `json:"issuer"`
 	}
-	if err := getJSON(srv.public+"/.well-known/openid-configuration", &disc); err != nil {
-		stop()
-		return srv, nil, err
+	// On a busy machine Hydra's first answers may take long (it creates
+	// its keys on first use): ask again until the deadline.
+	for {
+		err := getJSON(srv.public+"/.well-known/openid-configuration", &disc)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			stop()
+			return srv, nil, err
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	srv.issuer = disc.Issuer
 	return srv, stop, nil

@@ -68,7 +68,7 @@ func (v *Verifier) introspect(ctx context.Context, raw string, h [32]byte) (*Cla
 	if cl == nil {
 		if v.cache != nil {
 			if e, ok := v.cache.get(h); ok {
-				if c, err, use := v.reuse(e); use {
+				if c, use, err := v.reuse(e); use {
 					in.mu.Unlock()
 					return c, err
 				}

@@ -151,7 +151,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
 	if v.cache != nil {
 		h, signing, hasSigning = hashToken(raw)
 		if e, ok := v.cache.get(h); ok {
-			c, err, use := v.reuse(e)
+			c, use, err := v.reuse(e)
 			if use {
 				if err != nil && !isNotYetValid(err) {
 					v.cache.drop(h)
@@ -191,22 +191,22 @@ func isNotYetValid(err error) bool {
 // its claims, or with err when its time is up); !use means the entry is
 // stale (its key changed, or an introspection answer is due again) and
 // the token must be checked afresh.
-func (v *Verifier) reuse(e entry) (c *Claims, err error, use bool) {
+func (v *Verifier) reuse(e entry) (c *Claims, use bool, err error) {
 	now := v.clock.Now()
 	ns := now.UnixNano()
 	if e.exp != 0 && ns >= e.exp {
-		return nil, v.expired(e.claims, now), true
+		return nil, true, v.expired(e.claims, now)
 	}
 	if e.nbf != 0 && ns < e.nbf {
-		return nil, reject(ErrNotYetValid, "nbf %s is after now %s (leeway %s)", stamp(e.claims.NotBefore), stamp(now), v.cfg.Leeway), true
+		return nil, true, reject(ErrNotYetValid, "nbf %s is after now %s (leeway %s)", stamp(e.claims.NotBefore), stamp(now), v.cfg.Leeway)
 	}
 	if e.key != nil && !v.keys.current(e.key, e.sole) {
-		return nil, nil, false
+		return nil, false, nil
 	}
 	if e.until != 0 && ns >= e.until {
-		return nil, nil, false
+		return nil, false, nil
 	}
-	return e.claims, nil, true
+	return e.claims, true, nil
 }
 
 func (v *Verifier) expired(c *Claims, now time.Time) error {

@@ -29,6 +29,8 @@ const (
 type introServer struct {
 	*httptest.Server
 	hits    atomic.Int64
+	running atomic.Int64 // requests being answered now
+	overlap atomic.Int64 // requests that began while another was running
 	mu      sync.Mutex
 	answers map[string]string
 	status  int
@@ -39,6 +41,10 @@ func newIntroServer(t testing.TB) *introServer {
 	s := &introServer{answers: map[string]string{}, status: http.StatusOK}
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.hits.Add(1)
+		if s.running.Add(1) > 1 {
+			s.overlap.Add(1)
+		}
+		defer s.running.Add(-1)
 		s.mu.Lock()
 		gate, status := s.gate, s.status
 		s.mu.Unlock()
@@ -267,44 +273,52 @@ func TestIntrospectionCache(t *testing.T) {
 
 // TestIntrospectionSingleFlight: however many callers present one token at
 // once, one request is in flight; a caller that gives up does not fail
-// the others. Repeated, since a race window is narrow.
+// the others. Repeated, since a race window is narrow. (Without a cache a
+// caller that arrives after the request ended asks again: requests for a
+// token never overlap, but may follow one another.)
 func TestIntrospectionSingleFlight(t *testing.T) {
 	t.Parallel()
 	s := newIntroServer(t)
 	v, _ := newIntroVerifier(t, s, func(c *Config) { c.IntrospectionCacheTTL = -1 })
+	cached, _ := newIntroVerifier(t, s, nil)
 	for burst := range 50 {
-		token := fmt.Sprintf("tok-%d", burst)
-		s.set(token, active())
-		gate := make(chan struct{})
-		s.mu.Lock()
-		s.gate = gate
-		s.mu.Unlock()
-		before := s.hits.Load()
+		for _, v := range []*Verifier{v, cached} {
+			token := fmt.Sprintf("tok-%d-%p", burst, v)
+			s.set(token, active())
+			gate := make(chan struct{})
+			s.mu.Lock()
+			s.gate = gate
+			s.mu.Unlock()
+			before := s.hits.Load()
 
-		ctx, cancel := context.WithCancel(context.Background())
-		quitter := make(chan error, 1)
-		go func() {
-			_, err := v.Verify(ctx, token)
-			quitter <- err
-		}()
-		var wg sync.WaitGroup
-		var ok atomic.Int64
-		for range 20 {
-			wg.Add(1)
+			ctx, cancel := context.WithCancel(context.Background())
+			quitter := make(chan error, 1)
 			go func() {
-				defer wg.Done()
-				if _, err := v.Verify(context.Background(), token); err == nil {
-					ok.Add(1)
-				}
+				_, err := v.Verify(ctx, token)
+				quitter <- err
 			}()
+			var wg sync.WaitGroup
+			var ok atomic.Int64
+			for range 20 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if _, err := v.Verify(context.Background(), token); err == nil {
+						ok.Add(1)
+					}
+				}()
+			}
+			require.Eventually(t, func() bool { return s.hits.Load() > before }, 5*time.Second, time.Millisecond)
+			cancel()
+			require.ErrorIs(t, <-quitter, context.Canceled)
+			close(gate)
+			wg.Wait()
+			require.EqualValues(t, 20, ok.Load(), "burst %d", burst)
+			require.Zero(t, s.overlap.Load(), "burst %d: requests for one token never overlap", burst)
+			if v == cached {
+				require.EqualValues(t, 1, s.hits.Load()-before, "burst %d: with the cache, one request per token", burst)
+			}
 		}
-		require.Eventually(t, func() bool { return s.hits.Load() > before }, 5*time.Second, time.Millisecond)
-		cancel()
-		require.ErrorIs(t, <-quitter, context.Canceled)
-		close(gate)
-		wg.Wait()
-		require.EqualValues(t, 20, ok.Load(), "burst %d", burst)
-		require.EqualValues(t, 1, s.hits.Load()-before, "burst %d: one request in flight per token", burst)
 	}
 }
 

@@ -2,6 +2,7 @@ package m2m
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"path"
@@ -121,7 +122,7 @@ func printable(s string) bool {
 func checkURL(field, raw string, allowInsecure bool) (*url.URL, error) {
 	u, err := wire.CheckURL(raw, allowInsecure)
 	if err != nil {
-		if strings.Contains(err.Error(), "credentials") {
+		if errors.Is(err, wire.ErrURLCredentials) {
 			return nil, configErr("%s %v; use ClientID and ClientSecret", field, err)
 		}
 		return nil, configErr("%s %q %v", field, raw, err)

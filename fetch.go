@@ -73,7 +73,7 @@ func (c *Client) attempt(ctx context.Context, e *entry) (*tokenState, time.Durat
 		ClientID:     c.cfg.ClientID,
 		ClientSecret: c.cfg.ClientSecret,
 		SecretInBody: c.cfg.AuthStyle == AuthStyleInBody,
-		Encoding:     wire.Encoding(c.cfg.Encoding),
+		JSON:         c.cfg.Encoding == EncodingJSON,
 		Audience:     e.audience,
 		Scopes:       e.scopes,
 		Extra:        c.cfg.EndpointParams,

@@ -166,7 +166,7 @@ func TestRequestEncoding(t *testing.T) {
 	secret := "p:a%s s+wörd"
 	base := Request{TokenURL: "https://auth.test/oauth/token", ClientID: "id:1", ClientSecret: secret,
 		Audience: "event", Scopes: []string{"event.create", "event.view"},
-		Extra: url.Values{"resource": {"r1"}, "scope": {"smuggled"}}}
+		Resource: "https://calendar.test/", Extra: url.Values{"tenant": {"t1"}, "scope": {"smuggled"}, "resource": {"smuggled"}}}
 
 	t.Run("form basic", func(t *testing.T) {
 		t.Parallel()
@@ -185,7 +185,7 @@ func TestRequestEncoding(t *testing.T) {
 		form, err := url.ParseQuery(string(body))
 		require.NoError(t, err)
 		assert.Equal(t, url.Values{"grant_type": {"client_credentials"}, "scope": {"event.create event.view"},
-			"audience": {"event"}, "resource": {"r1"}}, form)
+			"audience": {"event"}, "resource": {"https://calendar.test/"}, "tenant": {"t1"}}, form)
 		require.NotNil(t, req.GetBody, "body must be replayable")
 	})
 	t.Run("form in body", func(t *testing.T) {
@@ -203,9 +203,9 @@ func TestRequestEncoding(t *testing.T) {
 	t.Run("json", func(t *testing.T) {
 		t.Parallel()
 		r := base
-		r.Encoding = JSON
+		r.JSON = true
 		r.SecretInBody = true
-		r.Extra = url.Values{"resource": {"r1", "r2"}}
+		r.Extra = url.Values{"tenant": {"t1", "t2"}}
 		req, err := r.Build(context.Background())
 		require.NoError(t, err)
 		assert.Equal(t, "application/json", req.Header.Get("Content-Type"))
@@ -214,7 +214,7 @@ func TestRequestEncoding(t *testing.T) {
 		require.NoError(t, json.Unmarshal(body, &m))
 		// Every value a string: the scope array crashes SuperTokens.
 		assert.Equal(t, map[string]any{"grant_type": "client_credentials", "scope": "event.create event.view",
-			"audience": "event", "client_id": "id:1", "client_secret": secret, "resource": "r1 r2"}, m)
+			"audience": "event", "client_id": "id:1", "client_secret": secret, "resource": "https://calendar.test/", "tenant": "t1 t2"}, m)
 	})
 	t.Run("no scope no audience", func(t *testing.T) {
 		t.Parallel()
@@ -242,7 +242,8 @@ func TestCheckURL(t *testing.T) {
 		{"http://127.0.0.1:8080/token", false, ""},
 		{"http://localhost/token", false, ""},
 		{"http://[::1]:9/token", false, ""},
-		{"http://a.localhost/token", false, ""},
+		{"http://a.localhost/token", false, "plain http"},
+		{"http://127.0.0.2/token", false, ""},
 		{"http://auth.test/token", false, "plain http"},
 		{"http://auth.test/token", true, ""},
 		{"ftp://auth.test/token", false, "absolute http(s)"},

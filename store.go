@@ -50,9 +50,11 @@ type SharedToken struct {
 	AccessToken string
 	// TokenType is the token type, "Bearer".
 	TokenType string
-	// Expiry is when the token expires, by the clock of the process that
-	// fetched it.
-	Expiry time.Time
+	// Obtained is when the token was asked for, and Expiry when it
+	// expires, by the clock of the process that fetched it: a process
+	// that loads it schedules its refresh from both, as the fetching one
+	// did. Store both.
+	Obtained, Expiry time.Time
 	// Scope is the scope the server granted, as it sent it; may be empty.
 	Scope string
 }
@@ -62,8 +64,8 @@ func (t *SharedToken) String() string {
 	if t == nil {
 		return "<nil>"
 	}
-	return fmt.Sprintf("m2m.SharedToken{TokenType: %q, Expiry: %s, Scope: %q, AccessToken: %s}",
-		t.TokenType, t.Expiry.UTC().Format(time.RFC3339), t.Scope, redacted)
+	return fmt.Sprintf("m2m.SharedToken{TokenType: %q, Obtained: %s, Expiry: %s, Scope: %q, AccessToken: %s}",
+		t.TokenType, t.Obtained.UTC().Format(time.RFC3339), t.Expiry.UTC().Format(time.RFC3339), t.Scope, redacted)
 }
 
 // Format prints String for every verb, so no verb can show the token.
@@ -74,13 +76,14 @@ func (t *SharedToken) LogValue() slog.Value {
 	if t == nil {
 		return slog.StringValue("<nil>")
 	}
-	return slog.GroupValue(slog.String("token_type", t.TokenType), slog.Time("expiry", t.Expiry), slog.String("scope", t.Scope))
+	return slog.GroupValue(slog.String("token_type", t.TokenType), slog.Time("obtained", t.Obtained),
+		slog.Time("expiry", t.Expiry), slog.String("scope", t.Scope))
 }
 
 // MarshalJSON implements json.Marshaler without the token.
 func (t *SharedToken) MarshalJSON() ([]byte, error) {
-	return fmt.Appendf(nil, `{"token_type":%q,"expiry":%q,"scope":%q,"access_token":%q}`,
-		t.TokenType, t.Expiry.UTC().Format(time.RFC3339Nano), t.Scope, redacted), nil
+	return fmt.Appendf(nil, `{"token_type":%q,"obtained":%q,"expiry":%q,"scope":%q,"access_token":%q}`,
+		t.TokenType, t.Obtained.UTC().Format(time.RFC3339Nano), t.Expiry.UTC().Format(time.RFC3339Nano), t.Scope, redacted), nil
 }
 
 // StoreKey names one cached token in a Store: the token endpoint, the

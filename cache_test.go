@@ -22,23 +22,25 @@ func TestSchedule(t *testing.T) {
 		refresh, exp time.Duration // offsets from at
 		fraction     float64       // 0: 0.8
 	}{
-		{"one minute at 0.99: clamped to the expiry skew", time.Minute, 0, 54 * time.Second, 54 * time.Second, 0.99},
-		{"two seconds at 0.99: a fifth of the lifetime", 2 * time.Second, 0, 1600 * time.Millisecond, 1800 * time.Millisecond, 0.99},
-		{"one hour at 0.9999: bounded by the expiry skew", time.Hour, 0, time.Hour - 10*time.Second, time.Hour - 10*time.Second, 0.9999},
-		{"one hour: 80%", time.Hour, 0, 48 * time.Minute, time.Hour - 10*time.Second, 0},
-		{"one hour, full jitter: 75%", time.Hour, 1, 45 * time.Minute, time.Hour - 10*time.Second, 0},
-		{"one day: capped 15 min ahead", 24 * time.Hour, 0, 24*time.Hour - 15*time.Minute, 24*time.Hour - 10*time.Second, 0},
-		{"two seconds: 80%", 2 * time.Second, 0, 1600 * time.Millisecond, 1800 * time.Millisecond, 0},
-		{"one second: 80%", time.Second, 0, 800 * time.Millisecond, 900 * time.Millisecond, 0},
-		{"ten seconds: 80%", 10 * time.Second, 0, 8 * time.Second, 9 * time.Second, 0},
+		{"one minute at 0.99: the one-second floor", time.Minute, 0, 53 * time.Second, 54 * time.Second, 0.99},
+		{"two seconds at 0.99: a fifth of the lifetime", 2 * time.Second, 0, 1400 * time.Millisecond, 1800 * time.Millisecond, 0.99},
+		{"one hour at 0.9999: the one-second floor", time.Hour, 0, time.Hour - 11*time.Second, time.Hour - 10*time.Second, 0.9999},
+		{"one hour: five minutes of cover", time.Hour, 0, time.Hour - 10*time.Second - 5*time.Minute, time.Hour - 10*time.Second, 0},
+		{"one hour, full jitter: 5% more cover", time.Hour, 1, time.Hour - 10*time.Second - 5*time.Minute - 15*time.Second, time.Hour - 10*time.Second, 0},
+		{"one day: five minutes of cover", 24 * time.Hour, 0, 24*time.Hour - 10*time.Second - 5*time.Minute, 24*time.Hour - 10*time.Second, 0},
+		{"two seconds: 80%", 2 * time.Second, 0, 1400 * time.Millisecond, 1800 * time.Millisecond, 0},
+		{"one second: 80%", time.Second, 0, 700 * time.Millisecond, 900 * time.Millisecond, 0},
+		{"ten seconds: 80%", 10 * time.Second, 0, 7 * time.Second, 9 * time.Second, 0},
+		{"five minutes: 80%", 5 * time.Minute, 0, 5*time.Minute - 10*time.Second - time.Minute, 5*time.Minute - 10*time.Second, 0},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			refresh, exp := schedule(at, tc.life, 0.8, 0.25, 15*time.Minute, tc.r)
+			fraction := DefaultRefreshFraction
 			if tc.fraction != 0 {
-				refresh, exp = schedule(at, tc.life, tc.fraction, 0.25, 15*time.Minute, tc.r)
+				fraction = tc.fraction
 			}
+			refresh, exp := schedule(at, tc.life, fraction, DefaultRefreshJitter, DefaultMaxRefreshAhead, tc.r)
 			assert.Equal(t, tc.refresh, refresh.Sub(at))
 			assert.Equal(t, tc.exp, exp.Sub(at))
 			assert.False(t, refresh.After(exp))
@@ -179,7 +181,7 @@ func TestFailedStaleRefreshKeepsServingAndSpacesRetries(t *testing.T) {
 	require.NoError(t, err)
 	assert.Same(t, first, tok)
 	<-arrived
-	require.Eventually(t, func() bool { return src.def.inflight.Load() == nil }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return src.full.Load().inflight.Load() == nil }, 5*time.Second, time.Millisecond)
 	for range 20 { // within the retry delay: no new attempt
 		tok, err = src.TokenContext(context.Background())
 		require.NoError(t, err)

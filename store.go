@@ -5,10 +5,17 @@ import (
 	"crypto/hkdf"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
+	"sync/atomic"
 	"time"
+
+	"github.com/m2mauth/m2m/internal/clock"
+	"github.com/m2mauth/m2m/internal/wire"
+	"golang.org/x/oauth2"
 )
 
 // Store is a token cache shared by every process of a fleet, behind each
@@ -82,8 +89,16 @@ func (t *SharedToken) LogValue() slog.Value {
 
 // MarshalJSON implements json.Marshaler without the token.
 func (t *SharedToken) MarshalJSON() ([]byte, error) {
-	return fmt.Appendf(nil, `{"token_type":%q,"obtained":%q,"expiry":%q,"scope":%q,"access_token":%q}`,
-		t.TokenType, t.Obtained.UTC().Format(time.RFC3339Nano), t.Expiry.UTC().Format(time.RFC3339Nano), t.Scope, redacted), nil
+	if t == nil {
+		return []byte("null"), nil
+	}
+	return json.Marshal(struct {
+		TokenType   string    `json:"token_type"`
+		Obtained    time.Time `json:"obtained"`
+		Expiry      time.Time `json:"expiry"`
+		Scope       string    `json:"scope"`
+		AccessToken string    `json:"access_token"`
+	}{t.TokenType, t.Obtained, t.Expiry, t.Scope, redacted})
 }
 
 // StoreKey names one cached token in a Store: the token endpoint, the
@@ -141,3 +156,152 @@ func newStoreKey(tokenURL, clientID string, k cacheKey, secret string) StoreKey 
 
 // redacted stands in for a secret or token in formatted output.
 const redacted = "[REDACTED]"
+
+// Shared-store timing.
+const (
+	// leaseMargin is how much longer than FetchTimeout a lease lasts, so
+	// it never ends while its holder may still be fetching.
+	leaseMargin = 5 * time.Second
+	// firstPoll and maxPoll bound the interval at which a process that
+	// lost the lease looks for the winner's token.
+	firstPoll = 10 * time.Millisecond
+	maxPoll   = 200 * time.Millisecond
+)
+
+// storeGate wraps a Client's Store: every call is bounded by
+// StoreTimeout, failures turn into "no store" (a local fetch), and changes
+// between a failing and an answering store are logged and reported once.
+type storeGate struct {
+	env  *env
+	s    Store
+	down atomic.Bool
+}
+
+// call runs f with a context bounded by StoreTimeout (on the Client's
+// clock) and records whether the store answered.
+func (g *storeGate) call(ctx context.Context, e *entry, f func(context.Context) error) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	stop := g.env.clock.AfterFunc(g.env.cfg.StoreTimeout, func() { cancel(errStoreTimeout) })
+	err := f(ctx)
+	stop()
+	if err != nil && ctx.Err() != nil {
+		err = fmt.Errorf("%w: %w", context.Cause(ctx), err)
+	}
+	cancel(nil)
+	g.record(e, err)
+	return err
+}
+
+// errStoreTimeout ends a store call that ran past StoreTimeout.
+var errStoreTimeout = fmt.Errorf("m2m: shared store took longer than StoreTimeout: %w", context.DeadlineExceeded)
+
+// record reports a change between a failing and an answering store.
+func (g *storeGate) record(e *entry, err error) {
+	switch {
+	case err != nil && !g.down.Swap(true):
+		e.observe(Event{Kind: EventStoreDown, Err: err})
+		e.log(slog.LevelWarn, "m2m: shared store failed; fetching tokens locally until it answers again", slog.String("error", err.Error()))
+	case err == nil && g.down.Swap(false):
+		e.observe(Event{Kind: EventStoreUp})
+		e.log(slog.LevelInfo, "m2m: shared store answers again")
+	}
+}
+
+// obtain gets e's token through the store: a usable stored token if there
+// is one; else, holding the key's lease, a fetch whose token is stored for
+// the fleet; else, while another process holds the lease, that process's
+// token once it is stored, or a fetch of our own if it does not come while
+// half the fetch budget lasts. It never fails because of the store.
+func (g *storeGate) obtain(ctx context.Context, e *entry) fetchResult {
+	if st := g.load(ctx, e); st != nil {
+		return fetchResult{st: st}
+	}
+	release, ok, err := g.lease(ctx, e)
+	if err != nil {
+		return e.fetch(ctx)
+	}
+	clk := g.env.clock
+	if !ok {
+		giveUp := clk.Now().Add(g.env.cfg.FetchTimeout / 2)
+		for delay := firstPoll; !ok; delay = min(2*delay, maxPoll) {
+			if !clk.Now().Add(delay).Before(giveUp) || !sleep(ctx, clk, delay) {
+				return e.fetch(ctx) // the winner's token did not come in time
+			}
+			if st := g.load(ctx, e); st != nil {
+				return fetchResult{st: st}
+			}
+			if release, ok, err = g.lease(ctx, e); err != nil {
+				return e.fetch(ctx)
+			}
+		}
+	}
+	defer g.call(context.WithoutCancel(ctx), e, func(ctx context.Context) error { release(ctx); return nil })
+	if st := g.load(ctx, e); st != nil {
+		return fetchResult{st: st} // stored while we took the lease
+	}
+	res := e.fetch(ctx)
+	if res.err == nil {
+		st := res.st
+		g.call(ctx, e, func(ctx context.Context) error {
+			return g.s.Save(ctx, e.skey, &SharedToken{AccessToken: st.tok.AccessToken, TokenType: st.tok.TokenType,
+				Obtained: st.obtained, Expiry: st.tok.Expiry, Scope: scopeOf(st.tok)})
+		})
+	}
+	return res
+}
+
+// lease tries to take e's lease.
+func (g *storeGate) lease(ctx context.Context, e *entry) (release func(context.Context), ok bool, err error) {
+	err = g.call(ctx, e, func(ctx context.Context) error {
+		release, ok, err = g.s.TryLease(ctx, e.skey, g.env.cfg.FetchTimeout+leaseMargin)
+		return err
+	})
+	if err == nil && ok && release == nil {
+		release = func(context.Context) {}
+	}
+	return release, ok, err
+}
+
+// load returns the stored token of e as a cache state if it is usable: a
+// bearer token that is still fresh by this process's schedule.
+func (g *storeGate) load(ctx context.Context, e *entry) *tokenState {
+	var t *SharedToken
+	err := g.call(ctx, e, func(ctx context.Context) (err error) {
+		t, err = g.s.Load(ctx, e.skey)
+		return err
+	})
+	if err != nil || t == nil || t.AccessToken == "" || !t.Expiry.After(t.Obtained) ||
+		!strings.EqualFold(t.TokenType, "bearer") || !wire.HeaderSafe(t.AccessToken) {
+		return nil
+	}
+	life := min(t.Expiry.Sub(t.Obtained), wire.MaxLifetime)
+	st := e.newState(t.AccessToken, "Bearer", t.Scope, t.Obtained, life, wire.FromStore)
+	if !g.env.clock.Now().Before(st.refreshAt) {
+		return nil // stale here too: time for a new one
+	}
+	st.shared = true
+	return st
+}
+
+// evict removes a rejected token from the store, if it is still there.
+func (g *storeGate) evict(e *entry, token string) {
+	g.call(g.env.ctx, e, func(ctx context.Context) error { return g.s.Evict(ctx, e.skey, token) })
+}
+
+// scopeOf returns the granted scope a cached token carries.
+func scopeOf(t *oauth2.Token) string {
+	s, _ := t.Extra("scope").(string)
+	return s
+}
+
+// sleep waits d on clk, or until ctx ends (then it reports false).
+func sleep(ctx context.Context, clk clock.Clock, d time.Duration) bool {
+	timer, stop := clk.NewTimer(d)
+	defer stop()
+	select {
+	case <-timer:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -192,7 +192,7 @@ func TestTransportPortAndScheme(t *testing.T) {
 		"http://127.0.0.1:8080/v2":     false,
 	} {
 		req, _ := http.NewRequest(http.MethodGet, u, nil)
-		assert.Equal(t, want, tr.match(req.URL) != nil, u)
+		assert.Equal(t, want, requestRoute(tr.routes, req) != nil, u)
 	}
 	assert.Contains(t, tr.String(), `calendar.test:443/ → "event"`)
 }

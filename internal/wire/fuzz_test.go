@@ -38,7 +38,7 @@ func FuzzParse(f *testing.F) {
 		if status < 200 || status > 299 {
 			t.Fatalf("status %d gave a token", status)
 		}
-		if tok.AccessToken == "" || !headerSafe(tok.AccessToken) {
+		if tok.AccessToken == "" || !HeaderSafe(tok.AccessToken) {
 			t.Fatalf("unusable token %q", tok.AccessToken)
 		}
 		if tok.Lifetime <= 0 || tok.Lifetime > MaxLifetime {

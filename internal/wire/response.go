@@ -34,6 +34,7 @@ const (
 	FromExpiresIn LifetimeSource = "expires_in"
 	FromJWT       LifetimeSource = "jwt exp"
 	FromDefault   LifetimeSource = "default"
+	FromStore     LifetimeSource = "shared store"
 )
 
 // Token is a parsed successful token response (RFC 6749 §5.1).
@@ -95,7 +96,7 @@ func Parse(status int, header http.Header, body []byte, truncated bool, now time
 	if raw.AccessToken == nil || *raw.AccessToken == "" {
 		return nil, invalid("no access_token")
 	}
-	if !headerSafe(*raw.AccessToken) {
+	if !HeaderSafe(*raw.AccessToken) {
 		return nil, invalid("access_token holds characters not allowed in an HTTP header")
 	}
 	if raw.TokenType != nil && *raw.TokenType != "" && !strings.EqualFold(*raw.TokenType, "bearer") {
@@ -194,8 +195,8 @@ func mediaType(h http.Header) string {
 	return mt
 }
 
-// headerSafe reports whether s can be sent in a header value as is.
-func headerSafe(s string) bool {
+// HeaderSafe reports whether s can be sent in a header value as is.
+func HeaderSafe(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c < 0x20 || c == 0x7f {
 			return false

@@ -250,6 +250,9 @@ func (e *entry) get(ctx context.Context) (*tokenState, error) {
 	c := e.start(nil)
 	select {
 	case <-c.done:
+		if c.st != nil {
+			c.st.used.Store(true)
+		}
 		return c.st, c.err
 	case <-ctx.Done():
 		return nil, ctx.Err()
@@ -291,13 +294,11 @@ func (e *entry) start(have *tokenState) *call {
 	return c
 }
 
-// run performs one fetch under the Client's context (never a caller's) and
-// the fetch timeout, publishes the result, and reports it.
+// run performs one fetch under the Client's context (never a caller's),
+// publishes the result, and reports it.
 func (e *entry) run(c *call) {
-	ctx, cancel := context.WithTimeout(e.env.ctx, e.env.cfg.FetchTimeout)
 	began := e.env.clock.Now()
-	res := e.obtain(ctx)
-	cancel()
+	res := e.obtain(e.env.ctx) // fetch bounds itself by FetchTimeout
 	now := e.env.clock.Now()
 	took := now.Sub(began)
 	if res.err != nil && e.env.closed.Load() {
@@ -326,7 +327,9 @@ func (e *entry) run(c *call) {
 	c.st, c.err = res.st, res.err
 	e.inflight.Store(nil)
 	e.mu.Unlock()
-	close(c.done)
+	// Report before waking the waiters: once a caller has its answer, the
+	// fetch has been logged and observed.
+	defer close(c.done)
 
 	switch {
 	case res.err == nil && res.st.shared:

@@ -118,7 +118,7 @@ func TestStaleServedDuringSlowRefresh(t *testing.T) {
 
 	first, err := src.TokenContext(ctx)
 	require.NoError(t, err)
-	fc.Advance(79 * time.Second) // still fresh (refresh at 80 s)
+	fc.Advance(69 * time.Second) // still fresh (refresh at 70 s: 100 s less a 10 s skew and a 20 s window)
 	again, err := src.TokenContext(ctx)
 	require.NoError(t, err)
 	assert.Same(t, first, again)
@@ -254,13 +254,18 @@ func TestFreshPathAllocatesNothing(t *testing.T) {
 func TestFetchHasItsOwnTimeout(t *testing.T) {
 	t.Parallel()
 	ts := newTokenServer(t)
-	hold := make(chan struct{})
+	hold, arrived := make(chan struct{}), make(chan struct{}, 1)
 	defer close(hold)
-	ts.set(func(ts *tokenServer) { ts.hold = hold })
-	c, _ := newTestClient(t, ts, func(cfg *Config) { cfg.FetchTimeout = 20 * time.Millisecond })
+	ts.set(func(ts *tokenServer) { ts.hold, ts.arrived = hold, arrived })
+	c, fc := newTestClient(t, ts, func(cfg *Config) { cfg.FetchTimeout = 20 * time.Second })
 	src := mustSource(t, c, eventAudience)
-	_, err := src.TokenContext(context.Background())
+	done := make(chan error, 1)
+	go func() { _, err := src.TokenContext(context.Background()); done <- err }()
+	<-arrived
+	fc.Advance(20 * time.Second) // the fetch's own clock, not the caller's context
+	err := <-done
 	require.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Equal(t, FailureTimeout, ClassifyError(err))
 }
 
 func TestCloseEndsFetchesAndLaterCalls(t *testing.T) {

@@ -29,7 +29,7 @@ const minPartial = 4
 
 // Markers that may stand in for a scrubbed secret, in order of preference;
 // the first that cannot combine with the text around it into a form of the
-// secret is used (see safeWith).
+// secret is used (see overlaps); the same goes for the ellipsis.
 var (
 	markers  = []string{"[REDACTED]", "<redacted>", "(redacted)", "***", "#"}
 	ellipses = []string{"…", "...", ""}
@@ -122,7 +122,8 @@ func (s *Scrubber) Bytes(b []byte, cut bool) []byte {
 }
 
 // Truncate scrubs text and then cuts it to at most n bytes, on a rune
-// boundary, ending it with "…". Scrubbing first means a form cut in half
+// boundary, ending it with "…" (or "...", or nothing, for a secret that
+// could combine with it into one of its forms). Scrubbing first means a form cut in half
 // by the limit is still found; a trailing prefix of a form that the cut
 // leaves (at least 4 bytes of it) is dropped as well.
 func (s *Scrubber) Truncate(text string, n int) string {

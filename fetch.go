@@ -181,7 +181,7 @@ func (e *entry) attempt(ctx context.Context, ep *endpointInfo) (*tokenState, tim
 		after, _ := backoff.RetryAfter(resp.Header.Get("Retry-After"), now)
 		return nil, after, e.env.tokenError(resp, body, truncated, e.key.audience)
 	}
-	tok, err := wire.Parse(resp.StatusCode, resp.Header, body, truncated, now, e.env.cfg.DefaultLifetime)
+	tok, err := wire.ParseScrubbed(e.env.scrubber(), resp.StatusCode, resp.Header, body, truncated, now, e.env.cfg.DefaultLifetime)
 	if err != nil {
 		return nil, 0, fmt.Errorf("%w (audience %q)", err, e.key.audience)
 	}

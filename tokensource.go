@@ -82,6 +82,11 @@ type env struct {
 	wg     sync.WaitGroup // background fetches and refreshes
 
 	endpoint *endpoint // the token endpoint and auth style, maybe discovered
+
+	// scrubber removes the client secret, in every encoding a server may
+	// echo it in, from server text; built on first use (it costs about
+	// 0.1 ms, and only failures need it).
+	scrubber func() *wire.Scrubber
 }
 
 // New checks cfg and returns a Client. Every bad field gets an error that
@@ -106,6 +111,7 @@ func newClient(cfg Config, clk clock.Clock, rnd func() float64) (*Client, error)
 	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.endpoint = newEndpoint(e)
+	e.scrubber = sync.OnceValue(func() *wire.Scrubber { return wire.NewScrubber(cfg.ClientID, cfg.ClientSecret) })
 	if cfg.Store != nil {
 		e.store = &storeGate{env: e, s: cfg.Store}
 	}

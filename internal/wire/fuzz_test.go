@@ -29,8 +29,7 @@ func FuzzParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, status int, body []byte, truncated bool) {
 		tok, err := Parse(status, http.Header{}, body, truncated, now, time.Minute)
 		if err != nil {
-			var eb *ErrorBody
-			if !errors.As(err, &eb) && !errors.Is(err, ErrInvalidResponse) {
+			if !errors.Is(err, ErrInvalidResponse) {
 				t.Fatalf("untyped error %v", err)
 			}
 			if tok != nil {
@@ -122,7 +121,11 @@ func checkScrubber(t *testing.T, sc *Scrubber, forms []string, text string, cut 
 		t.Fatalf("Bytes and String disagree on %q", text)
 	}
 	checkScrubbed(t, out, forms, cut)
-	if oracleContains(text, forms) == "" && (!cut || oracleTail(text, forms) == "") && out != text {
+	// Text with escapes may spell the secret in a mix of escaped and plain
+	// characters, which the scrubber finds by decoding; the forms above
+	// do not list every mix, so only plain text must come out unchanged.
+	plain := !strings.ContainsAny(text, `\%`)
+	if plain && oracleContains(text, forms) == "" && (!cut || oracleTail(text, forms) == "") && out != text {
 		t.Fatalf("nothing to scrub in %q, yet it became %q", text, out)
 	}
 

@@ -52,25 +52,6 @@ type Token struct {
 	Scope        string // as granted by the server; may be empty
 }
 
-// ErrorBody is a non-2xx token-endpoint answer (RFC 6749 §5.2). The
-// server text it keeps has been scrubbed of the client secret by the
-// Scrubber given to ParseScrubbed, and then cut to its limit.
-type ErrorBody struct {
-	Status      int
-	Code        string // "error", at most MaxErrorCode bytes (plus "…")
-	Description string // "error_description", at most MaxErrorDescription bytes (plus "…")
-	URI         string // "error_uri", at most MaxErrorURI bytes (plus "…")
-	Location    string // the Location header, at most MaxLocation bytes (plus "…")
-	Body        []byte // at most MaxBody bytes of the raw body (a trailing partial form scrubbed too when Truncated)
-	Truncated   bool   // the server sent more than MaxBody bytes
-	RetryAfter  string // the Retry-After header, verbatim: for parsing, not for display
-}
-
-// Error reports the status and the error code.
-func (e *ErrorBody) Error() string {
-	return fmt.Sprintf("token endpoint answered %d %s", e.Status, e.Code)
-}
-
 // invalid builds an ErrInvalidResponse with a reason.
 func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalidResponse, fmt.Sprintf(format, args...))
@@ -91,15 +72,17 @@ func Parse(status int, header http.Header, body []byte, truncated bool, now time
 	return ParseScrubbed(nil, status, header, body, truncated, now, defaultLifetime)
 }
 
-// ParseScrubbed turns one token-endpoint response into a Token, an
-// *ErrorBody, or an error wrapping ErrInvalidResponse. now and
+// ParseScrubbed turns one successful (2xx) token-endpoint response into a
+// Token, or an error wrapping ErrInvalidResponse; error answers (RFC 6749
+// §5.2) are the caller's to read, with Scrubber.Truncate and the Max*
+// limits. now and
 // defaultLifetime settle the lifetime when the response has no usable
 // expires_in; truncated says ReadBody cut the body. Every piece of server
 // text kept in the result or quoted in an error is scrubbed by sc and then
 // cut to its limit. A Token's Lifetime is above zero.
 func ParseScrubbed(sc *Scrubber, status int, header http.Header, body []byte, truncated bool, now time.Time, defaultLifetime time.Duration) (*Token, error) {
 	if status < 200 || status > 299 {
-		return nil, parseError(sc, status, header, body, truncated)
+		return nil, invalid("status %d is not a success", status)
 	}
 	if truncated {
 		return nil, invalid("body larger than %d bytes", MaxBody)
@@ -202,31 +185,6 @@ func parseExpiresIn(sc *Scrubber, raw json.RawMessage) (time.Duration, bool, err
 		return 0, false, invalid("expires_in %v is below a millisecond", secs)
 	}
 	return d, true, nil
-}
-
-// parseError reads an RFC 6749 §5.2 error body; a body that is not one is
-// kept raw so the caller can still see what the server said. Every field
-// of server text is scrubbed before it is cut to its limit, so a secret
-// the limit cuts in half is still found.
-func parseError(sc *Scrubber, status int, header http.Header, body []byte, truncated bool) error {
-	e := &ErrorBody{
-		Status:     status,
-		Location:   sc.Truncate(header.Get("Location"), MaxLocation),
-		Body:       sc.Bytes(body, truncated),
-		Truncated:  truncated,
-		RetryAfter: header.Get("Retry-After"),
-	}
-	var raw struct {
-		Error       string `json:"error"`
-		Description string `json:"error_description"`
-		URI         string `json:"error_uri"`
-	}
-	if json.Unmarshal(body, &raw) == nil {
-		e.Code = sc.Truncate(raw.Error, MaxErrorCode)
-		e.Description = sc.Truncate(raw.Description, MaxErrorDescription)
-		e.URI = sc.Truncate(raw.URI, MaxErrorURI)
-	}
-	return e
 }
 
 func mediaType(h http.Header) string {

@@ -51,6 +51,7 @@ var (
 // from the cut Truncate makes). It is meant for error paths: it costs about
 // one pass over the text per call.
 type Scrubber struct {
+	secret   string            // the raw secret, found in text read with escapes decoded
 	forms    []string          // longest first, no duplicates, none empty
 	replacer *strings.Replacer // every form → marker, leftmost, longest at a position; nil if marker is ""
 	// marker stands in for a scrubbed form. It is "" when every candidate
@@ -66,7 +67,7 @@ func NewScrubber(clientID, secret string) *Scrubber {
 	if secret == "" {
 		return &Scrubber{ellipsis: ellipses[0]}
 	}
-	s := &Scrubber{forms: secretForms(clientID, secret)}
+	s := &Scrubber{secret: secret, forms: secretForms(clientID, secret)}
 	s.marker = pick(markers, s.forms)
 	s.ellipsis = pick(ellipses, s.forms)
 	if s.marker != "" {
@@ -101,10 +102,115 @@ func (s *Scrubber) String(text string, cut bool) string {
 	out := s.replacer.Replace(text)
 	if cut {
 		if tail := s.partial(out); tail > 0 {
-			return out[:len(out)-tail] + s.marker
+			out = out[:len(out)-tail] + s.marker
 		}
 	}
-	return out
+	return s.scrubEscaped(out, cut)
+}
+
+// scrubEscaped finds the secret in text read with its escapes decoded
+// (JSON "\uXXXX" with surrogate pairs and the short escapes, and "%XX" in
+// either case), whatever mix of escaped and plain characters a server's
+// encoder chose, and replaces the escaped spans that spell it. When cut is
+// true, a decoded suffix that is a prefix (at least minPartial bytes) of
+// the secret is replaced too.
+func (s *Scrubber) scrubEscaped(text string, cut bool) string {
+	if !strings.ContainsAny(text, `\%`) {
+		return text
+	}
+	dec := make([]byte, 0, len(text))
+	origin := make([]int, 0, len(text)+1) // origin[i]: where decoded byte i starts in text
+	for i := 0; i < len(text); {
+		start := i
+		var r rune = -1
+		switch {
+		case text[i] == '%' && i+2 < len(text) && isHexByte(text[i+1]) && isHexByte(text[i+2]):
+			dec = append(dec, unhexByte(text[i+1])<<4|unhexByte(text[i+2]))
+			origin = append(origin, start)
+			i += 3
+			continue
+		case text[i] == '\\' && i+5 < len(text) && text[i+1] == 'u' && isHex4(text[i+2:i+6]):
+			r = rune(hex4(text[i+2 : i+6]))
+			i += 6
+			if utf16.IsSurrogate(r) && i+5 < len(text) && text[i] == '\\' && text[i+1] == 'u' && isHex4(text[i+2:i+6]) {
+				if pair := utf16.DecodeRune(r, rune(hex4(text[i+2:i+6]))); pair != utf8.RuneError {
+					r = pair
+					i += 6
+				}
+			}
+		case text[i] == '\\' && i+1 < len(text) && strings.IndexByte(`"\\/bfnrt`, text[i+1]) >= 0:
+			r = rune(map[byte]byte{'"': '"', '\\': '\\', '/': '/', 'b': '\b', 'f': '\f', 'n': '\n', 'r': '\r', 't': '\t'}[text[i+1]])
+			i += 2
+		default:
+			dec = append(dec, text[i])
+			origin = append(origin, start)
+			i++
+			continue
+		}
+		for _, b := range []byte(string(r)) {
+			dec = append(dec, b)
+			origin = append(origin, start)
+		}
+	}
+	origin = append(origin, len(text))
+	var spans [][2]int
+	for from := 0; ; {
+		k := bytes.Index(dec[from:], []byte(s.secret))
+		if k < 0 {
+			break
+		}
+		k += from
+		spans = append(spans, [2]int{origin[k], origin[k+len(s.secret)]})
+		from = k + len(s.secret)
+	}
+	if cut {
+		for k := min(len(s.secret)-1, len(dec)); k >= minPartial; k-- {
+			if bytes.HasSuffix(dec, []byte(s.secret[:k])) {
+				spans = append(spans, [2]int{origin[len(dec)-k], len(text)})
+				break
+			}
+		}
+	}
+	if len(spans) == 0 {
+		return text
+	}
+	var b strings.Builder
+	last := 0
+	for _, sp := range spans {
+		if sp[0] < last {
+			sp[0] = last
+		}
+		if sp[1] <= sp[0] {
+			continue
+		}
+		b.WriteString(text[last:sp[0]])
+		b.WriteString(s.marker)
+		last = sp[1]
+	}
+	b.WriteString(text[last:])
+	return b.String()
+}
+
+func isHexByte(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func unhexByte(c byte) byte {
+	switch {
+	case c <= '9':
+		return c - '0'
+	case c <= 'F':
+		return c - 'A' + 10
+	}
+	return c - 'a' + 10
+}
+
+func isHex4(s string) bool {
+	return len(s) == 4 && isHexByte(s[0]) && isHexByte(s[1]) && isHexByte(s[2]) && isHexByte(s[3])
+}
+
+func hex4(s string) uint16 {
+	return uint16(unhexByte(s[0]))<<12 | uint16(unhexByte(s[1]))<<8 | uint16(unhexByte(s[2]))<<4 | uint16(unhexByte(s[3]))
 }
 
 // Bytes is String for a byte slice. It returns b itself when there is

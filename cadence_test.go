@@ -2,7 +2,13 @@ package m2m
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -70,4 +76,46 @@ func TestRefreshCadence(t *testing.T) {
 		assert.LessOrEqual(t, perLife, row.maxPerLife, "%v tokens", row.life)
 		assert.GreaterOrEqual(t, cover, row.minCover, "%v tokens", row.life)
 	}
+}
+
+// TestMemoryPerKey measures what one cached key holds in memory once its
+// token is fetched: the entry, the token state and its two phase timers.
+// scripts/bench.sh prints the figure into BENCHMARKS.md.
+func TestMemoryPerKey(t *testing.T) {
+	if testing.Short() {
+		t.Skip("allocates thousands of keys")
+	}
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"access_token":"`+strings.Repeat("t", 800)+`","token_type":"bearer","expires_in":3600}`)
+	}))
+	defer ts.Close()
+	c, err := New(Config{TokenURL: ts.URL, ClientID: testID, ClientSecret: testSecret})
+	require.NoError(t, err)
+	defer c.Close()
+	const keys = 2000
+	heap := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	names := make([]string, keys)
+	for i := range names {
+		names[i] = fmt.Sprintf("tenant-%05d", i)
+	}
+	sources := make([]*TokenSource, keys)
+	before := heap()
+	for i := range sources {
+		sources[i] = mustSource(t, c, Audience{Name: names[i], Scopes: []string{"read"}})
+	}
+	for _, s := range sources {
+		_, err := s.TokenContext(context.Background())
+		require.NoError(t, err)
+	}
+	after := heap()
+	per := (int64(after) - int64(before)) / keys
+	t.Logf("| one key (its TokenSource, cache entry and an 800-byte token) | %d bytes | 2 runtime timers, no goroutine |", per)
+	assert.Less(t, per, int64(16<<10), "a key stays small")
+	runtime.KeepAlive(sources)
 }

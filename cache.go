@@ -309,7 +309,7 @@ func (e *entry) decide(have *tokenState) (c *call, run bool) {
 		}
 		return doneCall(nil, be), false
 	}
-	if !e.env.track() {
+	if !e.env.addFetch() {
 		return doneCall(nil, ErrClosed), false
 	}
 	c = &call{done: make(chan struct{})}

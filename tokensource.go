@@ -124,9 +124,9 @@ func newClient(cfg Config, clk clock.Clock, rnd func() float64) (*Client, error)
 	return c, nil
 }
 
-// track registers one fetch that Close waits for (the caller calls
+// addFetch registers one fetch that Close waits for (the caller calls
 // wg.Done when it ends); false once the Client is closed.
-func (e *env) track() bool {
+func (e *env) addFetch() bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed.Load() {

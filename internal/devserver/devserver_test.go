@@ -226,3 +226,26 @@ func TestRegisterChecks(t *testing.T) {
 	assert.ErrorContains(t, err, "not a positive duration")
 	assert.NoError(t, s.Close())
 }
+
+// Handle adds routes beside the server's own, before or after Start.
+func TestHandle(t *testing.T) {
+	t.Parallel()
+	s, err := New(Options{})
+	require.NoError(t, err)
+	s.Handle("GET /before", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "before") }))
+	require.NoError(t, s.Start(context.Background(), ""))
+	t.Cleanup(func() { s.Close() })
+	s.Handle("GET /after", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "after") }))
+	for _, path := range []string{"before", "after"} {
+		resp, err := http.Get(s.URL() + "/" + path)
+		require.NoError(t, err)
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		assert.Equal(t, path, string(b))
+	}
+	resp, err := http.Get(s.JWKSURL())
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode, "the server's own routes are still served")
+	assert.Panics(t, func() { s.Handle("GET /auth/jwt/jwks.json", http.NotFoundHandler()) }, "a route conflicting with the server's")
+}

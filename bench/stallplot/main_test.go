@@ -56,7 +56,7 @@ func TestSlowest(t *testing.T) {
 	got := slowest(reqs, 0.01, 0.1)
 	assert.Equal(t, plotter.XYs{
 		{X: 0.005, Y: 1e-6},
-		{X: 0.015, Y: 3e-6}, // the slowest of the window
+		{X: 0.015, Y: 3e-6},                                              // the slowest of the window
 		{X: 0.045, Y: 0.025}, {X: 0.055, Y: 0.025}, {X: 0.065, Y: 0.025}, // 41 ms to 66 ms
 	}, got, "windows past the end are left out")
 	assert.Equal(t, plotter.XYs{{X: 0.005, Y: floor}}, slowest([]request{{0.001, 0}}, 0.01, 0.01), "a zero wait is drawn at the floor")

@@ -112,7 +112,7 @@ func TestTokensVerifyWithSDK(t *testing.T) {
 	require.NoError(t, err)
 	tok, err := src.TokenContext(m2m.WithScopes(context.Background(), "event.create"))
 	require.NoError(t, err)
-	assert.InDelta(t, 90, tok.ExpiresIn, 1)
+	assert.True(t, tok.ExpiresIn > 60 && tok.ExpiresIn <= 90, "expires_in %d: the client's 90 s", tok.ExpiresIn)
 
 	v, err := verify.New(context.Background(), verify.Config{JWKSURL: s.JWKSURL(), Issuer: s.Issuer(), Audience: "event"})
 	require.NoError(t, err)

@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+
+	"github.com/m2mauth/m2m"
 	"text/tabwriter"
 	"time"
 
@@ -301,7 +303,7 @@ func clientsVerb(ctx context.Context, r *registry, verb string, stdout, stderr i
 		method := "client_secret_basic"
 		if style, err := authStyle(*a.authMethod); err != nil {
 			return err
-		} else if style != 0 {
+		} else if style == m2m.AuthStyleInBody {
 			method = "client_secret_post"
 		}
 		oc := oauthClient{Name: *a.name, Scope: strings.Join(a.scopes, " "), Audience: a.audiences, AuthMethod: method}

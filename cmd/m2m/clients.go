@@ -11,11 +11,10 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-
-	"github.com/m2mauth/m2m"
 	"text/tabwriter"
 	"time"
 
+	"github.com/m2mauth/m2m"
 	"github.com/m2mauth/m2m/internal/wire"
 )
 
@@ -274,6 +273,7 @@ func runClients(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return usagef("--timeout must be positive, got %s", *timeout)
 	}
 	r := &registry{coreURL: *coreURL, apiKey: *apiKey, hydraURL: *hydraURL, hc: wire.NewHTTPClient(*timeout)}
+	defer r.hc.CloseIdleConnections()
 	if *coreURL != "" && r.apiKey == "" {
 		return usagef("the SuperTokens core needs --api-key or $M2M_API_KEY")
 	}

@@ -139,6 +139,7 @@ func runVerify(ctx context.Context, args []string, stdout, _ io.Writer) error {
 		return usagef("--timeout must be positive, got %s", *timeout)
 	}
 	cfg.HTTPClient = wire.NewHTTPClient(*timeout)
+	defer cfg.HTTPClient.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	v, err := verify.New(ctx, cfg)

@@ -74,6 +74,7 @@ func (d *demo) run(ctx context.Context, lifetime, refreshRun time.Duration) erro
 
 	// 2. Register the Task Service's client through the core-style API.
 	reg := &registry{coreURL: auth.URL(), apiKey: auth.APIKey(), hc: wire.NewHTTPClient(10 * time.Second)}
+	defer reg.hc.CloseIdleConnections()
 	client, err := reg.create(ctx, oauthClient{
 		Name:       "Task Service",
 		Scope:      "event.view event.create event.update event.delete file.view file.create file.update file.delete",

@@ -3,7 +3,7 @@
 // libraries never enter the SDK's go.mod.
 module github.com/m2mauth/m2m/bench/verifypeers
 
-go 1.26.8
+go 1.26.0
 
 replace github.com/m2mauth/m2m => ../../
 
@@ -31,7 +31,7 @@ require (
 	github.com/valyala/fastjson v1.6.10 // indirect
 	golang.org/x/crypto v0.45.0 // indirect
 	golang.org/x/oauth2 v0.38.0 // indirect
-	golang.org/x/sync v0.18.0 // indirect
+	golang.org/x/sync v0.25.0 // indirect
 	golang.org/x/sys v0.47.0 // indirect
 	golang.org/x/time v0.16.0 // indirect
 	gopkg.in/go-jose/go-jose.v2 v2.6.3 // indirect

@@ -83,7 +83,7 @@ func b64token(s string) bool {
 // with a valid bearer token carrying every one of requiredScopes, and puts
 // its *Claims in the request context (see ClaimsFromContext):
 //
-//	mux.Handle("POST /events", v.Middleware("event.create")(createEvent))
+//	mux.Handle("POST /events", v.Middleware("event.create")(http.HandlerFunc(createEvent)))
 //	mux.Handle("GET /events", v.Middleware("event.view")(http.HandlerFunc(listEvents)))
 //
 // It answers as RFC 6750 §3 asks, with a JSON body {error,

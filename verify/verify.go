@@ -20,8 +20,11 @@
 //		Issuer:   "https://auth.internal/auth", // JWKS found by discovery
 //		Audience: "event",
 //	})
+//	if err != nil {
+//		return err
+//	}
 //	defer v.Close()
-//	mux.Handle("POST /events", v.Middleware("event.create")(createEvent))
+//	mux.Handle("POST /events", v.Middleware("event.create")(http.HandlerFunc(createEvent)))
 package verify
 
 import (

@@ -66,6 +66,14 @@ type Claims struct {
 	// ExpiresAt, IssuedAt and NotBefore are "exp", "iat" and "nbf", in UTC;
 	// zero when absent.
 	ExpiresAt, IssuedAt, NotBefore time.Time
+	// CertificateThumbprint is cnf's "x5t#S256" (RFC 8705 §3.1): the
+	// base64url SHA-256 of the DER client certificate the token is bound
+	// to. Empty for a token not bound to a certificate.
+	CertificateThumbprint string
+	// JWKThumbprint is cnf's "jkt" (RFC 9449 §6): the RFC 7638
+	// thumbprint of the key the token is bound to, which signs its DPoP
+	// proofs. Empty for a token that is not DPoP-bound.
+	JWKThumbprint string
 
 	json string // the JSON object the claims were read from, for Decode
 }
@@ -107,6 +115,7 @@ const (
 	hasSessionHandle
 	hasActive
 	hasTokenUse
+	hasCnf
 )
 
 // stt values, as read (SuperTokens' token type claim).
@@ -127,6 +136,7 @@ type payload struct {
 	exp, iat, nbf                       numericTime
 	stt                                 int
 	active                              bool
+	x5t, jkt                            string // of cnf
 }
 
 // readPayload reads a claims object (exactly one JSON object). Errors are
@@ -241,6 +251,12 @@ func readPayload(s string, p *payload) error {
 				}
 				continue
 			}
+		case "cnf":
+			p.has |= hasCnf
+			if err := readCnf(&r, p); err != nil {
+				return err
+			}
+			continue
 		case "active":
 			if r.kind() == 't' {
 				lit, err := r.literal()

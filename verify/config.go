@@ -1,6 +1,7 @@
 package verify
 
 import (
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -126,6 +127,63 @@ type Config struct {
 	// Logger receives JWKS and introspection events. Optional; default
 	// discards.
 	Logger *slog.Logger
+
+	// ClientCertificate returns the TLS client certificate a request came
+	// with, which a certificate-bound token (cnf x5t#S256, RFC 8705 §3)
+	// must match. Set it when a proxy terminates TLS and forwards the
+	// certificate, reading only what the proxy alone can set. Optional;
+	// default r.TLS.PeerCertificates[0], which a server has only when its
+	// tls.Config.ClientAuth asks for client certificates
+	// (tls.RequestClientCert or stricter).
+	ClientCertificate func(r *http.Request) *x509.Certificate
+	// DPoPAlgorithms are the JWS alg values accepted for DPoP proofs
+	// (RFC 9449 §4.2), from the same list as Algorithms; Middleware names
+	// them in its DPoP challenge (algs). Optional; default ES256, PS256
+	// and RS256.
+	DPoPAlgorithms []string
+	// DPoPBaseURL is the URL clients address this service by: scheme,
+	// host, port unless the default, and a path prefix when a proxy strips
+	// one, such as "https://api.example.com" or
+	// "https://example.com/calendar". Middleware appends a request's path
+	// to it to get the URL the request's DPoP proof must name in htu.
+	// Set it (or DPoPRequestURL) in production, and always behind a proxy
+	// or load balancer, which changes the scheme, the host or the path.
+	// Optional; default the request's own URL: "https" when it came over
+	// TLS, else "http", then its Host header (which the client chooses)
+	// and its path.
+	DPoPBaseURL string
+	// DPoPRequestURL returns the URL a request was addressed to as the
+	// client saw it (its query is ignored), for setups DPoPBaseURL cannot
+	// describe. It takes precedence over DPoPBaseURL. Optional.
+	DPoPRequestURL func(r *http.Request) string
+	// DPoPProofWindow is how far a DPoP proof's iat may lie from the
+	// verifier's clock, before or after it (RFC 9449 §11.1); a proof's jti
+	// is remembered until its iat leaves the window. Optional; default
+	// 60 s.
+	DPoPProofWindow time.Duration
+	// DPoPReplayCacheSize bounds how many accepted DPoP proofs are
+	// remembered (a 16-byte hash of key and jti each, about 70 bytes with
+	// their bookkeeping). When it holds that many proofs still inside
+	// their window, a valid proof is refused with ErrReplayCacheFull
+	// (Middleware: 503 with Retry-After) rather than one forgotten that
+	// could then be replayed: size it above the peak rate of DPoP
+	// requests times the window. Optional; default 131072 (2 000 requests
+	// a second over 60 s); it cannot be disabled.
+	DPoPReplayCacheSize int
+	// DPoPNonceInterval, when positive, requires server nonces in DPoP
+	// proofs (RFC 9449 §9): a proof must carry the nonce of the current
+	// interval or of the one before, else it is refused with
+	// ErrUseDPoPNonce, which Middleware answers with 401
+	// error="use_dpop_nonce" and a DPoP-Nonce header; it also sends the
+	// current nonce with every DPoP request it lets through. Optional;
+	// default no nonces.
+	DPoPNonceInterval time.Duration
+	// DPoPNonceSecret derives the nonces (an HMAC-SHA-256 of the
+	// interval's number). Replicas behind one load balancer should share
+	// it, so that a nonce one of them gave passes at the others. At least
+	// 32 bytes. Formatting a Config never shows it. Optional; default a
+	// random secret per Verifier.
+	DPoPNonceSecret []byte
 }
 
 // Defaults of the optional Config fields, and limits.
@@ -142,6 +200,10 @@ const (
 	DefaultIntrospectionCacheTTL = 30 * time.Second
 	// MaxTokenSize is the longest token Verify reads, in bytes.
 	MaxTokenSize = 8 << 10
+	// DefaultDPoPProofWindow is Config.DPoPProofWindow's default.
+	DefaultDPoPProofWindow = 60 * time.Second
+	// DefaultDPoPReplayCacheSize is Config.DPoPReplayCacheSize's default.
+	DefaultDPoPReplayCacheSize = 1 << 17
 )
 
 // fetchTimeout bounds one metadata, JWKS or introspection request.
@@ -194,6 +256,41 @@ func (cfg *Config) check() error {
 			return configErr("algorithm %q is not one of RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA", a)
 		}
 	}
+	if len(cfg.DPoPAlgorithms) == 0 {
+		cfg.DPoPAlgorithms = []string{"ES256", "PS256", "RS256"}
+	}
+	cfg.DPoPAlgorithms = slices.Clone(cfg.DPoPAlgorithms)
+	for _, a := range cfg.DPoPAlgorithms {
+		if algorithms[a] == nil {
+			return configErr("DPoPAlgorithms: %q is not one of RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA", a)
+		}
+	}
+	if cfg.DPoPBaseURL != "" {
+		if _, ok := baseURL(cfg.DPoPBaseURL); !ok {
+			return configErr("DPoPBaseURL %q is not an absolute http or https URL without user, query and fragment", cfg.DPoPBaseURL)
+		}
+	}
+	switch {
+	case cfg.DPoPProofWindow < 0:
+		return configErr("DPoPProofWindow %s is negative", cfg.DPoPProofWindow)
+	case cfg.DPoPProofWindow == 0:
+		cfg.DPoPProofWindow = DefaultDPoPProofWindow
+	}
+	switch {
+	case cfg.DPoPReplayCacheSize < 0:
+		return configErr("DPoPReplayCacheSize %d is negative: the DPoP replay cache cannot be disabled", cfg.DPoPReplayCacheSize)
+	case cfg.DPoPReplayCacheSize == 0:
+		cfg.DPoPReplayCacheSize = DefaultDPoPReplayCacheSize
+	}
+	switch {
+	case cfg.DPoPNonceInterval < 0:
+		return configErr("DPoPNonceInterval %s is negative", cfg.DPoPNonceInterval)
+	case cfg.DPoPNonceSecret != nil && len(cfg.DPoPNonceSecret) < 32:
+		return configErr("DPoPNonceSecret has %d bytes, fewer than 32", len(cfg.DPoPNonceSecret))
+	case cfg.DPoPNonceSecret != nil && cfg.DPoPNonceInterval == 0:
+		return configErr("DPoPNonceSecret needs DPoPNonceInterval")
+	}
+	cfg.DPoPNonceSecret = slices.Clone(cfg.DPoPNonceSecret)
 	cfg.ClientIDs = slices.Clone(cfg.ClientIDs)
 	switch {
 	case cfg.Leeway == 0:
@@ -230,6 +327,9 @@ func (cfg Config) safe() redacted {
 	if r.IntrospectionClientSecret != "" {
 		r.IntrospectionClientSecret = "REDACTED"
 	}
+	if r.DPoPNonceSecret != nil {
+		r.DPoPNonceSecret = []byte("REDACTED")
+	}
 	return r
 }
 
@@ -252,7 +352,14 @@ func (cfg Config) MarshalJSON() ([]byte, error) {
 		Leeway, IntrospectionCacheTTL, RefreshInterval, UnknownKIDInterval                            time.Duration
 		AcceptSessionTokens, ClientCredentialsOnly, AllowInsecureHTTP                                 bool
 		CacheSize                                                                                     int
+		DPoPAlgorithms                                                                                []string
+		DPoPBaseURL                                                                                   string
+		DPoPProofWindow, DPoPNonceInterval                                                            time.Duration
+		DPoPReplayCacheSize                                                                           int
+		DPoPNonceSecret                                                                               string `json:",omitempty"`
 	}{r.Issuer, r.JWKSURL, r.Audience, r.IntrospectionURL, r.IntrospectionClientID, r.IntrospectionClientSecret,
 		r.Algorithms, r.ClientIDs, r.Profile.String(), r.Leeway, r.IntrospectionCacheTTL, r.RefreshInterval,
-		r.UnknownKIDInterval, r.AcceptSessionTokens, r.ClientCredentialsOnly, r.AllowInsecureHTTP, r.CacheSize})
+		r.UnknownKIDInterval, r.AcceptSessionTokens, r.ClientCredentialsOnly, r.AllowInsecureHTTP, r.CacheSize,
+		r.DPoPAlgorithms, r.DPoPBaseURL, r.DPoPProofWindow, r.DPoPNonceInterval, r.DPoPReplayCacheSize,
+		string(r.DPoPNonceSecret)})
 }

@@ -70,7 +70,54 @@ var (
 	// ErrInactive means the introspection endpoint answered that the token is
 	// not active (RFC 7662 §2.2): unknown, expired or revoked.
 	ErrInactive = errors.New("token not active")
+	// ErrCertificateBinding means the token is bound to a TLS client
+	// certificate (its cnf claim has x5t#S256, RFC 8705 §3) and the
+	// request came without a client certificate or with another one.
+	ErrCertificateBinding = errors.New("certificate binding not met")
+	// ErrDPoPBinding means the token and the way it was presented do not
+	// agree on DPoP (RFC 9449 §7): a DPoP-bound token (cnf.jkt) sent as a
+	// bearer token, or the DPoP scheme with a token that is not
+	// DPoP-bound; under ErrInvalidDPoPProof, a proof not made for this
+	// token (its ath, or its key's thumbprint against cnf.jkt).
+	ErrDPoPBinding = errors.New("DPoP binding not met")
+	// ErrConfirmation means the token's cnf claim is not an object, or
+	// names a confirmation method the verifier does not check (RFC 7800
+	// jwk, jwe, kid, jku): such a token is bound to something no request
+	// can prove here, so it is refused rather than taken as a bearer token.
+	ErrConfirmation = errors.New("unsupported confirmation claim")
+	// ErrProofKey means a DPoP proof's jwk header is not a usable public
+	// signature key: missing, holding private or symmetric key material,
+	// of a type or size the verifier refuses, or not fitting the alg.
+	ErrProofKey = errors.New("unusable proof key")
+	// ErrProofTarget means a DPoP proof names another request: its htm is
+	// not the request's method, or its htu not the request's URL.
+	ErrProofTarget = errors.New("proof for another request")
+	// ErrReplay means a DPoP proof's jti was seen before, with the same
+	// key, within Config.DPoPProofWindow (RFC 9449 §11.1).
+	ErrReplay = errors.New("proof replayed")
+	// ErrUseDPoPNonce means Config.DPoPNonceInterval asks for server
+	// nonces and the proof carries none, or one that is not current:
+	// the client must send a new proof with the nonce of Verifier.DPoPNonce
+	// (RFC 9449 §9). Middleware answers 401 error="use_dpop_nonce" with
+	// a DPoP-Nonce header.
+	ErrUseDPoPNonce = errors.New("use the DPoP nonce")
 )
+
+// ErrInvalidDPoPProof is wrapped by every rejection of a DPoP proof
+// (RFC 9449 §4.3), together with one specific error (ErrMalformed,
+// ErrProofKey, ErrSignature, ErrProofTarget, ErrExpired, ErrReplay,
+// ErrDPoPBinding, ErrUseDPoPNonce, …); the token itself may be fine, so
+// it does not wrap ErrInvalidToken. Middleware answers it with 401
+// error="invalid_dpop_proof" (or "use_dpop_nonce"). Its message never
+// holds the proof or the token.
+var ErrInvalidDPoPProof = errors.New("verify: invalid DPoP proof")
+
+// ErrReplayCacheFull means a valid DPoP proof could not be accepted
+// because the replay cache (Config.DPoPReplayCacheSize) holds that many
+// proofs still inside their window: forgetting one would let it be
+// replayed, so the verifier refuses instead. It says nothing about the
+// proof or the token; Middleware answers 503 with Retry-After.
+var ErrReplayCacheFull = errors.New("verify: DPoP replay cache full")
 
 // ErrInsufficientScope means a valid token lacks a scope the route
 // requires. Middleware answers it with 403 insufficient_scope; Verify
@@ -93,22 +140,32 @@ var ErrInvalidRequest = errors.New("verify: invalid request")
 // it does not wrap ErrInvalidToken; Middleware answers 503.
 var ErrIntrospection = errors.New("verify: introspection failed")
 
-// rejection is the error of a refused token: ErrInvalidToken, one specific
-// kind, and a detail that says what was expected and what the token had.
+// rejection is the error of a refused token or DPoP proof: ErrInvalidToken
+// (or ErrInvalidDPoPProof when proof is set), one specific kind, and a
+// detail that says what was expected and what the token had.
 type rejection struct {
 	kind   error
 	detail string
+	proof  bool
+}
+
+// top is ErrInvalidToken, or ErrInvalidDPoPProof for a proof.
+func (r *rejection) top() error {
+	if r.proof {
+		return ErrInvalidDPoPProof
+	}
+	return ErrInvalidToken
 }
 
 func (r *rejection) Error() string {
 	if r.detail == "" {
-		return ErrInvalidToken.Error() + ": " + r.kind.Error()
+		return r.top().Error() + ": " + r.kind.Error()
 	}
-	return ErrInvalidToken.Error() + ": " + r.kind.Error() + ": " + r.detail
+	return r.top().Error() + ": " + r.kind.Error() + ": " + r.detail
 }
 
-// Unwrap lets errors.Is find both ErrInvalidToken and the kind.
-func (r *rejection) Unwrap() []error { return []error{ErrInvalidToken, r.kind} }
+// Unwrap lets errors.Is find both the top error and the kind.
+func (r *rejection) Unwrap() []error { return []error{r.top(), r.kind} }
 
 // reject builds a rejection of kind with a formatted detail.
 func reject(kind error, format string, args ...any) error {
@@ -116,6 +173,22 @@ func reject(kind error, format string, args ...any) error {
 		return &rejection{kind: kind, detail: format}
 	}
 	return &rejection{kind: kind, detail: fmt.Sprintf(format, args...)}
+}
+
+// rejectProof builds a rejection of a DPoP proof.
+func rejectProof(kind error, format string, args ...any) error {
+	err := reject(kind, format, args...).(*rejection)
+	err.proof = true
+	return err
+}
+
+// asProof turns a rejection made by code shared with tokens (splitting,
+// JSON) into a rejection of the proof.
+func asProof(err error) error {
+	if r, ok := err.(*rejection); ok {
+		r.proof = true
+	}
+	return err
 }
 
 // maxShown bounds how much of one value taken from a token an error shows.

@@ -311,21 +311,35 @@ func parseJWK(j jwkJSON) (*key, string) {
 	if j.KeyOps != nil && !slices.Contains(j.KeyOps, "verify") {
 		return nil, "key_ops lacks verify"
 	}
-	k := &key{kid: j.Kid, alg: j.Alg, kty: j.Kty}
-	var material []byte
+	k, material, reason := publicJWK(j)
+	if reason != "" {
+		return nil, reason
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00%s\x00", j.Kty, j.Alg, j.Crv)
+	h.Write(material)
+	h.Sum(k.fp[:0])
+	return k, ""
+}
+
+// publicJWK builds the public key of a JWK, without its fingerprint, and
+// returns the key material it was read from; or it says why the JWK is
+// not a usable public signature key.
+func publicJWK(j jwkJSON) (k *key, material []byte, reason string) {
+	k = &key{kid: j.Kid, alg: j.Alg, kty: j.Kty}
 	switch j.Kty {
 	case "RSA":
 		n, err1 := b64.DecodeString(j.N)
 		e, err2 := b64.DecodeString(j.E)
 		if err1 != nil || err2 != nil || len(n) == 0 || len(e) == 0 || len(e) > 4 {
-			return nil, "malformed RSA key"
+			return nil, nil, "malformed RSA key"
 		}
 		pub := &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: int(new(big.Int).SetBytes(e).Int64())}
 		if bits := pub.N.BitLen(); bits < minRSABits || bits > maxRSABits {
-			return nil, fmt.Sprintf("RSA key of %d bits, outside %d–%d", bits, minRSABits, maxRSABits)
+			return nil, nil, fmt.Sprintf("RSA key of %d bits, outside %d–%d", bits, minRSABits, maxRSABits)
 		}
 		if pub.E < 3 || pub.E&1 == 0 || pub.E > 1<<31-1 {
-			return nil, "RSA exponent is not an odd number from 3 to 2³¹-1"
+			return nil, nil, "RSA exponent is not an odd number from 3 to 2³¹-1"
 		}
 		k.pub = pub
 		material = append(append(pub.N.Bytes(), '.'), new(big.Int).SetInt64(int64(pub.E)).Bytes()...)
@@ -339,44 +353,40 @@ func parseJWK(j jwkJSON) (*key, string) {
 		case "P-521":
 			curve = elliptic.P521()
 		default:
-			return nil, "unsupported EC curve"
+			return nil, nil, "unsupported EC curve"
 		}
 		size := (curve.Params().BitSize + 7) / 8
 		x, err1 := b64.DecodeString(j.X)
 		y, err2 := b64.DecodeString(j.Y)
 		if err1 != nil || err2 != nil || len(x) != size || len(y) != size {
-			return nil, "malformed EC key"
+			return nil, nil, "malformed EC key"
 		}
 		point := append(append([]byte{4}, x...), y...)
 		pub, err := ecdsa.ParseUncompressedPublicKey(curve, point)
 		if err != nil {
-			return nil, "EC point not on the curve"
+			return nil, nil, "EC point not on the curve"
 		}
 		k.pub, k.crv = pub, curve
 		material = point
 	case "OKP":
 		x, err := b64.DecodeString(j.X)
 		if j.Crv != "Ed25519" || err != nil || len(x) != ed25519.PublicKeySize {
-			return nil, "not an Ed25519 key"
+			return nil, nil, "not an Ed25519 key"
 		}
 		k.pub = ed25519.PublicKey(x)
 		material = x
 	case "oct":
-		return nil, "symmetric key"
+		return nil, nil, "symmetric key"
 	default:
-		return nil, "unsupported key type"
+		return nil, nil, "unsupported key type"
 	}
 	if j.Alg != "" {
 		a := algorithms[j.Alg]
 		if a == nil || !a.fits(k) {
-			return nil, "its alg does not fit the key"
+			return nil, nil, "its alg does not fit the key"
 		}
 	}
-	h := sha256.New()
-	fmt.Fprintf(h, "%s\x00%s\x00%s\x00", j.Kty, j.Alg, j.Crv)
-	h.Write(material)
-	h.Sum(k.fp[:0])
-	return k, ""
+	return k, material, ""
 }
 
 // fits reports whether a can verify with k: the key type, and the curve

@@ -129,54 +129,71 @@ var b64 = base64.RawURLEncoding.Strict()
 // the payload it would make the token again.
 func splitJWS(raw string) (jws, error) {
 	var t jws
+	hjson, d2, err := jwsHeader(raw, maxHeader)
+	if err != nil {
+		return t, err
+	}
+	h, err := readHeader(hjson)
+	if err != nil {
+		return t, headerErr(err)
+	}
+	t.header = h
+	t.signing = raw[:d2]
+	t.payload, t.sig, err = jwsBody(raw, d2)
+	return t, err
+}
+
+// jwsHeader splits a compact JWS at its dots and decodes its header, of at
+// most max bytes. It returns the header JSON and the index of the second
+// dot.
+func jwsHeader(raw string, max int) (hjson string, d2 int, err error) {
 	d1 := strings.IndexByte(raw, '.')
 	if d1 < 0 {
-		return t, reject(ErrMalformed, "not a compact JWS (three dot-separated parts)")
+		return "", 0, reject(ErrMalformed, "not a compact JWS (three dot-separated parts)")
 	}
-	d2 := strings.IndexByte(raw[d1+1:], '.')
+	d2 = strings.IndexByte(raw[d1+1:], '.')
 	if d2 < 0 {
-		return t, reject(ErrMalformed, "not a compact JWS (three dot-separated parts)")
+		return "", 0, reject(ErrMalformed, "not a compact JWS (three dot-separated parts)")
 	}
 	d2 += d1 + 1
 	if strings.IndexByte(raw[d2+1:], '.') >= 0 {
-		return t, reject(ErrMalformed, "not a compact JWS (more than three parts)")
+		return "", 0, reject(ErrMalformed, "not a compact JWS (more than three parts)")
 	}
 	// Go's base64 decoders skip '\r' and '\n'; nothing else outside the
 	// alphabet gets through Strict.
 	if strings.IndexByte(raw, '\n') >= 0 || strings.IndexByte(raw, '\r') >= 0 {
-		return t, reject(ErrMalformed, "line break in the token")
+		return "", 0, reject(ErrMalformed, "line break in the token")
 	}
-	hs, ps, ss := raw[:d1], raw[d1+1:d2], raw[d2+1:]
-	if b64.DecodedLen(len(hs)) > maxHeader {
-		return t, reject(ErrMalformed, "header larger than %d bytes", maxHeader)
+	hs := raw[:d1]
+	if b64.DecodedLen(len(hs)) > max {
+		return "", 0, reject(ErrMalformed, "header larger than %d bytes", max)
 	}
 	hbuf := make([]byte, b64.DecodedLen(len(hs)))
 	n, err := b64.Decode(hbuf, bytesOf(hs))
 	if err != nil || n == 0 {
-		return t, reject(ErrMalformed, "header is not base64url")
+		return "", 0, reject(ErrMalformed, "header is not base64url")
 	}
-	h, err := readHeader(unsafe.String(&hbuf[0], n)) // hbuf is never written again
-	if err != nil {
-		return t, headerErr(err)
-	}
+	return unsafe.String(&hbuf[0], n), d2, nil // hbuf is never written again
+}
+
+// jwsBody decodes the payload and the signature of a compact JWS whose
+// second dot is at d2.
+func jwsBody(raw string, d2 int) (payload string, sig []byte, err error) {
+	ps, ss := raw[strings.IndexByte(raw, '.')+1:d2], raw[d2+1:]
 	pbuf := make([]byte, b64.DecodedLen(len(ps)))
-	n, err = b64.Decode(pbuf, bytesOf(ps))
+	n, err := b64.Decode(pbuf, bytesOf(ps))
 	if err != nil || n == 0 {
-		return t, reject(ErrMalformed, "payload is not base64url")
+		return "", nil, reject(ErrMalformed, "payload is not base64url")
 	}
 	if b64.DecodedLen(len(ss)) > maxRSABits/8 {
-		return t, reject(ErrSignature, "signature longer than any key allows")
+		return "", nil, reject(ErrSignature, "signature longer than any key allows")
 	}
-	sig := make([]byte, b64.DecodedLen(len(ss)))
+	sig = make([]byte, b64.DecodedLen(len(ss)))
 	m, err := b64.Decode(sig, bytesOf(ss))
 	if err != nil {
-		return t, reject(ErrMalformed, "signature is not base64url")
+		return "", nil, reject(ErrMalformed, "signature is not base64url")
 	}
-	t.header = h
-	t.signing = raw[:d2]
-	t.payload = unsafe.String(&pbuf[0], n) // pbuf is never written again
-	t.sig = sig[:m]
-	return t, nil
+	return unsafe.String(&pbuf[0], n), sig[:m], nil // pbuf is never written again
 }
 
 // headerErr turns a header reading error into a rejection.

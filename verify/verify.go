@@ -29,6 +29,8 @@ package verify
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
 	"fmt"
 	"slices"
 	"strings"
@@ -47,6 +49,12 @@ type Verifier struct {
 	clients map[string]bool
 	cache   *cache // nil when disabled
 	clock   clock.Clock
+
+	dpopAlgs  []*algorithm
+	replay    *replayCache // DPoP proofs accepted
+	nonces    *nonceSource // nil without DPoP nonces
+	base      string       // Config.DPoPBaseURL, normalized, without its final "/"
+	challenge string       // WWW-Authenticate DPoP's algs parameter
 }
 
 // New checks cfg, reads the issuer's metadata when cfg asks for
@@ -86,6 +94,20 @@ func newVerifier(ctx context.Context, cfg Config, clk clock.Clock) (*Verifier, e
 	}
 	if cfg.CacheSize > 0 {
 		v.cache = newCache(cfg.CacheSize)
+	}
+	for _, a := range cfg.DPoPAlgorithms {
+		v.dpopAlgs = append(v.dpopAlgs, algorithms[a])
+	}
+	v.challenge = `algs="` + strings.Join(cfg.DPoPAlgorithms, " ") + `"`
+	v.replay = newReplayCache(cfg.DPoPReplayCacheSize)
+	v.base, _ = baseURL(cfg.DPoPBaseURL)
+	if cfg.DPoPNonceInterval > 0 {
+		secret := cfg.DPoPNonceSecret
+		if secret == nil {
+			secret = make([]byte, 32)
+			rand.Read(secret)
+		}
+		v.nonces = newNonceSource(cfg.DPoPNonceInterval, secret)
 	}
 	if cfg.IntrospectionURL != "" {
 		v.intro = newIntrospector(&v.cfg)
@@ -135,14 +157,33 @@ func (v *Verifier) String() string { return "verify.Verifier{" + v.cfg.String() 
 // Format prints String for every verb, so no verb can show the secret.
 func (v *Verifier) Format(f fmt.State, _ rune) { fmt.Fprint(f, v.String()) }
 
-// Verify checks a raw token (without "Bearer ") and returns its claims.
-// A rejection wraps ErrInvalidToken and one specific error (ErrExpired,
-// ErrAudience, …) and says what was expected and what the token had. An
-// error that does not wrap ErrInvalidToken means the verifier could not
-// decide: ctx ended while it waited for the JWKS or the introspection
-// endpoint, or ErrIntrospection. The returned Claims are shared with the
-// verifier's cache: do not modify them.
+// Verify checks a raw bearer token (without "Bearer ") and returns its
+// claims. A rejection wraps ErrInvalidToken and one specific error
+// (ErrExpired, ErrAudience, …) and says what was expected and what the
+// token had. An error that does not wrap ErrInvalidToken means the
+// verifier could not decide: ctx ended while it waited for the JWKS or
+// the introspection endpoint, or ErrIntrospection. The returned Claims
+// are shared with the verifier's cache: do not modify them.
+//
+// A sender-constrained token is refused: one bound to a client
+// certificate (ErrCertificateBinding; see VerifyWithCertificate) or to a
+// DPoP key (ErrDPoPBinding; see VerifyDPoP), since Verify cannot see
+// the request that would prove its binding.
 func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
+	c, err := v.verify(ctx, raw, nil)
+	if err != nil {
+		return nil, err
+	}
+	if c.bound() {
+		return nil, boundErr(c, nil)
+	}
+	return c, nil
+}
+
+// verify checks a raw token, bound or not. When tokenSum is not nil it
+// receives the token's SHA-256 (a DPoP proof's ath), computed once for
+// the cache key and the proof alike.
+func (v *Verifier) verify(ctx context.Context, raw string, tokenSum *[32]byte) (*Claims, error) {
 	if len(raw) > MaxTokenSize {
 		return nil, reject(ErrTokenTooLarge, "%d bytes, more than %d", len(raw), MaxTokenSize)
 	}
@@ -153,6 +194,9 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
 	var hasSigning bool
 	if v.cache != nil {
 		h, signing, hasSigning = hashToken(raw)
+		if tokenSum != nil {
+			*tokenSum = h
+		}
 		if e, ok := v.cache.get(h); ok {
 			c, use, err := v.reuse(e)
 			if use {
@@ -163,6 +207,9 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
 			}
 			v.cache.drop(h)
 		}
+	}
+	if tokenSum != nil && v.cache == nil {
+		*tokenSum = sha256.Sum256(bytesOf(raw))
 	}
 	if v.keys == nil || strings.Count(raw, ".") != 2 {
 		if v.intro == nil {
@@ -313,7 +360,7 @@ func (v *Verifier) acceptAt(p *payload, raw string, h *header, now time.Time) (*
 	}
 	c := &Claims{
 		Subject: p.sub, ClientID: p.clientID, Issuer: p.iss, ID: p.jti, SessionHandle: p.sessionHdl,
-		Audience: p.aud, json: raw,
+		Audience: p.aud, CertificateThumbprint: p.x5t, JWKThumbprint: p.jkt, json: raw,
 	}
 	if p.has&hasExp != 0 {
 		c.ExpiresAt = p.exp.toTime()

@@ -89,12 +89,8 @@ func authorization(r *http.Request) (scheme int, token string, err error) {
 // "~" / "+" / "/" ) *"=" (RFC 6750 §2.1).
 func b64token(s string) bool {
 	i := 0
-	for ; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' ||
-			c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/') {
-			break
-		}
+	for i < len(s) && b64tokenChar[s[i]] {
+		i++
 	}
 	if i == 0 {
 		return false
@@ -106,6 +102,15 @@ func b64token(s string) bool {
 	}
 	return true
 }
+
+// b64tokenChar marks the characters of a b64token before its padding.
+var b64tokenChar = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' ||
+			c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/'
+	}
+	return t
+}()
 
 // Middleware returns net/http middleware that lets a request through only
 // with a valid token carrying every one of requiredScopes, and puts its

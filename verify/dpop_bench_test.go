@@ -10,7 +10,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
 )
 
 // dpopBench is a verifier, a DPoP-bound token it has seen, and a pool of

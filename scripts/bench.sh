@@ -14,6 +14,9 @@ echo "# $(date -u +%Y-%m-%d) $(go version | cut -d' ' -f3-4), $(nproc) cores, $(
 go test -run '^$' -bench '^Benchmark(Token|TokenParallel|RoundTrip|Fetch)$' -benchmem -count "${COUNT:-5}" . | tee -a "$raw"
 go test -run '^$' -bench '^BenchmarkColdBurst' -benchmem -benchtime 5x -count 3 . | tee -a "$raw"
 go test -run '^$' -bench '^BenchmarkVerify$' -benchmem -count "${COUNT:-5}" ./verify/ | tee -a "$raw"
+# A DPoP proof check (ES256) beside a bare ecdsa.VerifyASN1 of the same
+# signature: each alone, then paired call by call.
+go test -run '^$' -bench '^BenchmarkDPoP(Paired)?$' -benchmem -count "${COUNT:-5}" ./verify/ | tee -a "$raw"
 # verify against the other Go JWT verifiers (a nested module, so they never
 # enter the SDK's go.mod): each alone beside the floor, then each paired
 # call by call with the floor (the robust ratio on a busy machine).

@@ -13,7 +13,8 @@ import (
 
 // DPoPRequest is what a request that presents its token with the DPoP
 // scheme ("Authorization: DPoP <token>") carries beside the token, for
-// VerifyDPoP.
+// VerifyDPoP. It is a plain value: VerifyDPoP reads it and keeps nothing
+// of it.
 type DPoPRequest struct {
 	// Proof is the value of the request's DPoP header (RFC 9449 §4.1): a
 	// compact JWS. Required: a request with no DPoP header (or more than

@@ -14,9 +14,10 @@ var ErrInvalidConfig = errors.New("verify: invalid config")
 // ErrInvalidToken is wrapped by every rejection of a token: Verify's error
 // then also wraps exactly one of the specific rejections (ErrExpired,
 // ErrAudience, …), and its message says what was expected and what the
-// token had, never the token itself. An error that does not wrap
-// ErrInvalidToken (ErrIntrospection, a context error) says nothing about
-// the token: the verifier could not decide.
+// token had, never the token itself. An error that wraps neither
+// ErrInvalidToken nor ErrInvalidDPoPProof (ErrIntrospection,
+// ErrReplayCacheFull, a context error) says nothing about the token: the
+// verifier could not decide.
 var ErrInvalidToken = errors.New("verify: invalid token")
 
 // The specific rejections. They are never returned alone: Verify wraps each

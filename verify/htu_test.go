@@ -51,6 +51,9 @@ func TestSameHTU(t *testing.T) {
 	assert.True(t, sameHTU("http://h:80", "http://h/"), "empty path is /, port 80 is http's")
 	assert.True(t, sameHTU("http://[::1]:80/a", "http://[::1]/a"))
 	assert.True(t, sameHTU("https://h/a/b/..", "https://h/a/"))
+	for _, same := range []string{"", "/events", "http://", "https:///events", "http://?x", "events"} {
+		assert.False(t, sameHTU(same, same), "%q names no host", same)
+	}
 }
 
 // TestRequestURL: the URL Middleware expects in htu, from the request or

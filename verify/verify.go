@@ -8,7 +8,10 @@
 // profile's token-type rule, scopes and client_id. An opaque token is
 // checked by RFC 7662 introspection against the same rules. Accepted
 // tokens are remembered (by hash) so a token seen again costs a hash and
-// a map lookup.
+// a map lookup. A token bound to its client by its cnf claim passes only
+// with the proof: the client's TLS certificate (RFC 8705 §3, see
+// VerifyWithCertificate) or a DPoP proof (RFC 9449, see VerifyDPoP);
+// Middleware takes either from the request.
 //
 // The JWKS is fetched with a timeout and a size limit, refreshed on a
 // timer, and refetched on an unknown kid at most once per rate window.

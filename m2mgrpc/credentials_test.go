@@ -322,5 +322,3 @@ func selfSigned(t *testing.T, host string) (*tls.Config, *x509.CertPool) {
 	pool.AddCert(cert)
 	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}, pool
 }
-
-

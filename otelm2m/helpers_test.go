@@ -143,11 +143,11 @@ func (tel *telemetry) allAttributeValues(t testing.TB) []string {
 	}
 	for _, s := range tel.spans.Ended() {
 		for _, kv := range s.Attributes() {
-			vals = append(vals, kv.Value.Emit())
+			vals = append(vals, kv.Value.String())
 		}
 		for _, e := range s.Events() {
 			for _, kv := range e.Attributes {
-				vals = append(vals, kv.Value.Emit())
+				vals = append(vals, kv.Value.String())
 			}
 		}
 		vals = append(vals, s.Status().Description)
@@ -158,7 +158,7 @@ func (tel *telemetry) allAttributeValues(t testing.TB) []string {
 func attrs(s attribute.Set) string {
 	var kv []string
 	for _, a := range s.ToSlice() {
-		kv = append(kv, string(a.Key)+"="+a.Value.Emit())
+		kv = append(kv, string(a.Key)+"="+a.Value.String())
 	}
 	sort.Strings(kv)
 	return "{" + strings.Join(kv, ",") + "}"

@@ -108,6 +108,9 @@ type Observer struct {
 	// retrying holds, per fetch key (audience, scopes), the retries of the
 	// fetch that runs, for its span. Guarded by mu.
 	retrying map[fetchKey][]retry
+	// fetched holds, per fetch key, the span of its latest fetch, for
+	// TokenContext's links. Guarded by mu.
+	fetched map[fetchKey]trace.SpanContext
 }
 
 // NewObserver returns an Observer recording through cfg's providers.
@@ -119,7 +122,7 @@ func NewObserver(cfg Config) (*Observer, error) {
 	if tp == nil {
 		tp = otel.GetTracerProvider()
 	}
-	o := &Observer{tracer: tp.Tracer(ScopeName), retrying: map[fetchKey][]retry{}, auds: map[string]*audience{}}
+	o := &Observer{tracer: tp.Tracer(ScopeName), retrying: map[fetchKey][]retry{}, fetched: map[fetchKey]trace.SpanContext{}, auds: map[string]*audience{}}
 	if cfg.TokenURL != "" {
 		u, err := url.Parse(cfg.TokenURL)
 		if err != nil || u.Hostname() == "" {

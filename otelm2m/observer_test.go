@@ -210,3 +210,50 @@ func assertNoSecrets(t *testing.T, tel *telemetry) {
 		assert.False(t, strings.Contains(v, "tok-"), "a token in %q", v)
 	}
 }
+
+// A caller whose TokenContext waited for a fetch gets a link to the
+// fetch's span; one served from the cache does not.
+func TestCallerSpanLinkedToFetch(t *testing.T) {
+	ts := newTokenServer(t)
+	tel := newTelemetry(t, ts.URL+"/token")
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(tel.spans))
+	defer tp.Shutdown(context.Background())
+	c := newClient(t, ts, tel.obs, m2m.Config{})
+	src, err := c.Source(m2m.Audience{Name: "event", Scopes: []string{"event.view", "event.create"}})
+	require.NoError(t, err)
+
+	call := func(name string, scopes ...string) sdktrace.ReadOnlySpan {
+		ctx, span := tp.Tracer("test").Start(context.Background(), name)
+		_, err := tel.obs.TokenContext(m2m.WithScopes(ctx, scopes...), src)
+		require.NoError(t, err)
+		span.End()
+		for _, s := range tel.spans.Ended() {
+			if s.Name() == name {
+				return s
+			}
+		}
+		t.Fatalf("no span %s", name)
+		return nil
+	}
+	fetchOf := func(scopes string) trace.SpanContext {
+		for _, s := range tel.spans.Ended() {
+			if s.Name() == otelm2m.SpanName && spanAttrs(s)[otelm2m.AttrScopes].AsString() == scopes {
+				return s.SpanContext()
+			}
+		}
+		t.Fatalf("no fetch span for %q", scopes)
+		return trace.SpanContext{}
+	}
+
+	first := call("first")
+	require.Len(t, first.Links(), 1)
+	assert.Equal(t, fetchOf("event.create event.view"), first.Links()[0].SpanContext)
+	assert.Empty(t, call("cached").Links(), "a cache hit waited for no fetch")
+	narrowed := call("narrowed", "event.view")
+	require.Len(t, narrowed.Links(), 1)
+	assert.Equal(t, fetchOf("event.view"), narrowed.Links()[0].SpanContext)
+
+	// Without a recording span, nothing is linked and nothing allocated.
+	ctx := context.Background()
+	assert.Zero(t, testing.AllocsPerRun(100, func() { tel.obs.TokenContext(ctx, src) }))
+}

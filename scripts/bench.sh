@@ -11,6 +11,9 @@ echo "# $(date -u +%Y-%m-%d) $(go version | cut -d' ' -f3-4), $(nproc) cores, $(
 go test -run '^$' -bench '^Benchmark(Token|TokenParallel|RoundTrip)$' -benchmem -count "${COUNT:-5}" . | tee -a "$raw"
 go test -run '^$' -bench '^BenchmarkColdBurst' -benchmem -benchtime 5x -count 3 . | tee -a "$raw"
 go test -run '^$' -bench '^BenchmarkVerify$' -benchmem -count "${COUNT:-5}" ./verify/ | tee -a "$raw"
+# The OpenTelemetry observer's overhead on a cache hit: TokenContext with
+# the otelm2m Observer vs without one (floor-bare), in the same process.
+(cd otelm2m && go test -run '^$' -bench '^BenchmarkOTelTokenContext' -benchmem -count "${COUNT:-5}" .) | tee -a "$raw"
 echo
 echo "## Ratios (medians)"
 go run ./internal/benchtable < "$raw"

@@ -2,6 +2,7 @@ package m2m
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -22,6 +23,9 @@ const (
 	// maxExpirySkew is the most a token's use ends before its real
 	// expiry, so it does not arrive expired at the callee.
 	maxExpirySkew = 10 * time.Second
+	// minEvictionPause is the least time a key stops evicting after a
+	// callee rejected a freshly fetched token too.
+	minEvictionPause = time.Second
 )
 
 // Phases of a cached token.
@@ -33,11 +37,11 @@ const (
 
 // tokenState is one cached token. A new fetch stores a new one. All its
 // fields are immutable but phase, which timers move from fresh to stale at
-// refreshAt and to expired at expireAt: the hot path reads one atomic
-// instead of the clock (time.Now costs more than the rest of it). Like any
-// monotonic time in Go, the timers do not count time a machine spends
-// suspended; a server is not suspended, and the callee's exp check stays
-// the last word.
+// refreshAt and to expired at expireAt (the hot path reads one atomic
+// instead of the clock: time.Now costs more than the rest of it), and
+// used, set once the token is handed out. Like any monotonic time in Go,
+// the timers do not count time a machine spends suspended; a server is not
+// suspended, and the callee's exp check stays the last word.
 type tokenState struct {
 	tok       *oauth2.Token
 	auth      []string // the Authorization header value, built once
@@ -45,8 +49,10 @@ type tokenState struct {
 	refreshAt time.Time // fresh before, stale after
 	expireAt  time.Time // expired from here on (expiry less a skew)
 	from      wire.LifetimeSource
+	shared    bool // loaded from the Store rather than fetched
 
 	phase atomic.Int32
+	used  atomic.Bool
 	stops [2]func() bool // the phase timers
 }
 
@@ -64,18 +70,20 @@ func (st *tokenState) leaveTimeFor(d time.Duration) {
 }
 
 // arm starts the phase timers of st, or sets its phase at once when a
-// point is already past.
-func (st *tokenState) arm(clk clock.Clock, now time.Time) {
-	for i, p := range []struct {
-		at    time.Time
-		phase int32
-	}{{st.refreshAt, stale}, {st.expireAt, expired}} {
-		if d := p.at.Sub(now); d > 0 {
-			phase := p.phase
-			st.stops[i] = clk.AfterFunc(d, func() { st.advance(phase) })
-		} else {
-			st.advance(p.phase)
-		}
+// point is already past. onStale runs when st turns stale by its timer.
+func (st *tokenState) arm(clk clock.Clock, now time.Time, onStale func()) {
+	if d := st.refreshAt.Sub(now); d > 0 {
+		st.stops[0] = clk.AfterFunc(d, func() {
+			st.advance(stale)
+			onStale()
+		})
+	} else {
+		st.advance(stale)
+	}
+	if d := st.expireAt.Sub(now); d > 0 {
+		st.stops[1] = clk.AfterFunc(d, func() { st.advance(expired) })
+	} else {
+		st.advance(expired)
 	}
 }
 
@@ -101,56 +109,68 @@ func (st *tokenState) disarm() {
 // schedule returns when a token obtained at obtained and living life turns
 // stale and when it is taken as expired.
 //
-// The refresh window (the time before expiry a refresh begins) is
-// (1-fraction) of the lifetime, at most maxAhead so long tokens are not
-// renewed hours early, and at least min(1 s, life/5) so the fetch has time
-// to finish even when RefreshFraction is close to 1. Jitter widens the window by up to jitter×window,
-// at random, so a fleet started together spreads its refreshes.
+// A token is taken as expired a skew before its expiry (10 s, or a tenth
+// of a short lifetime), so it never reaches a callee expired. The refresh
+// window before that point is (1-fraction) of the lifetime, at most
+// maxAhead so a long token costs little more than one request per
+// lifetime, and at least min(1 s, life/5) so a fetch has time to finish.
+// Jitter widens the window by up to jitter×window, at random, so a fleet
+// started together spreads its refreshes. With the defaults a one-hour
+// token is refreshed 5 to 5.25 minutes before it is taken as expired:
+// about 1.1 requests per lifetime, and five minutes of background retries
+// while it is still served.
 func schedule(obtained time.Time, life time.Duration, fraction, jitter float64, maxAhead time.Duration, r float64) (refreshAt, expireAt time.Time) {
-	ahead := time.Duration(float64(life) * (1 - fraction)).Round(time.Millisecond)
-	ahead = min(ahead, maxAhead)
-	ahead = max(ahead, min(minRefreshAhead, life/5))
-	ahead += time.Duration(float64(ahead) * jitter * r)
-	ahead = ahead.Round(time.Millisecond)
+	window := time.Duration(float64(life) * (1 - fraction)).Round(time.Millisecond)
+	window = min(window, maxAhead)
+	window = max(window, min(minRefreshAhead, life/5))
+	window += time.Duration(float64(window) * jitter * r)
+	window = window.Round(time.Millisecond)
 	skew := min(maxExpirySkew, life/10)
 	expireAt = obtained.Add(life - skew)
-	refreshAt = obtained.Add(life - ahead)
+	refreshAt = expireAt.Add(-window)
 	if refreshAt.Before(obtained) {
 		refreshAt = obtained
-	}
-	if refreshAt.After(expireAt) {
-		refreshAt = expireAt
 	}
 	return refreshAt, expireAt
 }
 
-// entry caches the token of one (audience, scope set). It is shared by all
-// sources of that key and is safe for concurrent use.
+// entry caches the token of one key. It is shared by all sources of that
+// key and is safe for concurrent use.
 //
 // Reads are lock-free: state is an atomic pointer to an immutable
-// tokenState. At most one fetch runs at a time: it is recorded in inflight
-// under mu before it starts (the pattern of go-oidc's remote key set), so
-// every caller that finds no usable token joins the same call and waits on
-// its own context. Why not singleflight: the stale path must learn "is a
-// refresh running" without allocating, and Close must wait for the fetch
-// goroutine, which singleflight.DoChan starts out of our sight.
+// tokenState. At most one fetch runs at a time: "is there a usable
+// token?", "may we fetch yet?" and "register the fetch" are decided under
+// mu, and a fetch publishes its result and clears inflight under mu too,
+// so a caller can never start a second fetch in the instant after one
+// finished. Every waiter waits on its own context. Why not singleflight:
+// the stale path must learn "is a refresh running" without allocating,
+// and the decision must see the token the finished fetch stored.
 type entry struct {
-	c        *Client
-	audience string
-	scopes   []string // sorted
-	scopeKey string   // scopes joined by " "
+	env    *env
+	key    cacheKey
+	scopes []string // the requested scope set, sorted
+	req    wire.Request
+	skey   StoreKey // set when env.store is
 
-	state    atomic.Pointer[tokenState]
-	inflight atomic.Pointer[call]        // set under mu
-	retryAt  atomic.Int64                // unix ns: no stale refresh before this
-	failures atomic.Int32                // consecutive failed fetches
-	hard     atomic.Pointer[hardFailure] // a recent non-retryable failure
-	mu       sync.Mutex
+	prepared atomic.Pointer[prepared] // the request body, built on first use
+
+	state    atomic.Pointer[tokenState] // written under mu
+	inflight atomic.Pointer[call]       // written under mu
+	lastErr  atomic.Pointer[failure]    // written under mu; released by a timer
+	touched  atomic.Bool                // a caller took the slow path since the last prune look
+	pruned   atomic.Bool                // written under mu
+
+	retryAt atomic.Int64 // unix ns, written under mu: no fetch before this after a failure
+
+	// Guarded by mu.
+	mu           sync.Mutex
+	failures     int       // consecutive failed fetches
+	noEvictUntil time.Time // callees keep rejecting fresh tokens: leave them
 }
 
-// hardFailure is a non-retryable fetch error, answered to callers without
-// a token until until, so a misconfigured fleet cannot hammer the server.
-type hardFailure struct {
+// failure is the last failed fetch of a key, answered to callers without
+// a token until the next fetch may start.
+type failure struct {
 	err   error
 	until time.Time
 }
@@ -162,125 +182,268 @@ type call struct {
 	err  error
 }
 
+// doneCall returns a call that has already ended.
+func doneCall(st *tokenState, err error) *call {
+	c := &call{done: make(chan struct{}), st: st, err: err}
+	close(c.done)
+	return c
+}
+
+// errPruned tells a TokenSource that its entry was dropped as idle.
+var errPruned = errors.New("m2m: cache entry pruned")
+
+func newEntry(env *env, k cacheKey, spec *audienceSpec, scopes []string) *entry {
+	e := &entry{env: env, key: k, scopes: scopes}
+	e.req = wire.Request{
+		ClientID:     env.cfg.ClientID,
+		ClientSecret: env.cfg.ClientSecret,
+		JSON:         env.cfg.Encoding == EncodingJSON,
+		Resource:     spec.aud.Resource,
+		Scopes:       mergeScopes(scopes, spec.aud.FixedScopes),
+		Extra:        spec.params,
+	}
+	if !spec.aud.OmitAudienceParam {
+		e.req.Audience = spec.aud.Name
+	}
+	if env.store != nil {
+		e.skey = newStoreKey(env.cfg.TokenURL+" "+env.cfg.Issuer, env.cfg.ClientID, k, env.cfg.ClientSecret)
+	}
+	return e
+}
+
+// mergeScopes returns the sorted union of two sorted scope lists.
+func mergeScopes(a, b []string) []string {
+	if len(b) == 0 {
+		return a
+	}
+	out, err := normalizeScopes(append(append([]string(nil), a...), b...))
+	if err != nil {
+		return a // both lists were checked already
+	}
+	return out
+}
+
 // get returns a usable token state, fetching one if needed.
 func (e *entry) get(ctx context.Context) (*tokenState, error) {
 	if st := e.state.Load(); st != nil {
 		switch st.phase.Load() {
 		case fresh:
-			if e.c.cfg.Observer != nil {
+			if !st.used.Load() {
+				st.used.Store(true)
+			}
+			if e.env.obs != nil {
 				e.observe(Event{Kind: EventCacheHit})
 			}
 			return st, nil // the hot path: no lock, no clock, no allocation
 		case stale:
-			if e.inflight.Load() == nil && e.c.clock.Now().UnixNano() >= e.retryAt.Load() {
-				e.start()
+			st.used.Store(true)
+			if e.inflight.Load() == nil && e.env.clock.Now().UnixNano() >= e.retryAt.Load() {
+				e.start(st)
 			}
-			if e.c.cfg.Observer != nil {
+			if e.env.obs != nil {
 				e.observe(Event{Kind: EventStaleServe})
 			}
 			return st, nil // served while one refresh runs
 		}
 	}
-	if f := e.hard.Load(); f != nil && e.c.clock.Now().Before(f.until) {
-		return nil, f.err
-	}
-	c := e.start()
+	e.touched.Store(true)
+	c := e.start(nil)
 	select {
 	case <-c.done:
+		if c.st != nil {
+			c.st.used.Store(true)
+		}
 		return c.st, c.err
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
 }
 
-// start returns the running fetch, starting one if none runs.
-func (e *entry) start() *call {
+// start returns the call a caller holding have (nil: no usable token; else
+// a stale one it is serving) should wait for: the running fetch, the token
+// a fetch just stored, the last failure while fetches are spaced, or a new
+// fetch.
+func (e *entry) start(have *tokenState) *call {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.pruned.Load() {
+		return doneCall(nil, errPruned)
+	}
 	if c := e.inflight.Load(); c != nil {
 		return c
 	}
-	c := &call{done: make(chan struct{})}
-	if !e.c.track() {
-		c.err = ErrClosed
-		close(c.done)
-		return c
+	if cur := e.state.Load(); cur != nil && cur != have && cur.phase.Load() != expired {
+		return doneCall(cur, nil) // a fetch finished since the caller looked
 	}
+	if retryAt := e.retryAt.Load(); e.env.clock.Now().UnixNano() < retryAt {
+		if have != nil {
+			return doneCall(have, nil) // a refresh must wait; keep serving
+		}
+		be := &BackoffError{Audience: e.key.audience, Next: time.Unix(0, retryAt), Err: ErrTokenUnavailable}
+		if f := e.lastErr.Load(); f != nil {
+			be.Err = f.err
+		}
+		return doneCall(nil, be)
+	}
+	c := &call{done: make(chan struct{})}
 	e.inflight.Store(c)
-	go e.run(c)
+	if !e.env.goTracked(func() { e.run(c) }) {
+		e.inflight.Store(nil)
+		return doneCall(nil, ErrClosed)
+	}
 	return c
 }
 
-// run performs one fetch under the Client's context (never a caller's) and
-// the fetch timeout, then publishes the result.
+// run performs one fetch under the Client's context (never a caller's),
+// publishes the result, and reports it.
 func (e *entry) run(c *call) {
-	defer e.c.wg.Done()
-	ctx, cancel := context.WithTimeout(e.c.ctx, e.c.cfg.FetchTimeout)
-	began := e.c.clock.Now()
-	st, attempts, err := e.c.fetch(ctx, e)
-	cancel()
-	now := e.c.clock.Now()
+	began := e.env.clock.Now()
+	res := e.obtain(e.env.ctx) // fetch bounds itself by FetchTimeout
+	now := e.env.clock.Now()
 	took := now.Sub(began)
-	if err != nil && e.c.closed.Load() {
-		err = ErrClosed
+	if res.err != nil && e.env.closed.Load() {
+		res.err = ErrClosed
 	}
-	if err == nil {
-		// The next refresh should take about as long as this fetch: leave
-		// it twice that before the token expires.
-		st.leaveTimeFor(2 * took)
-		st.arm(e.c.clock, now)
+
+	e.mu.Lock()
+	var wait time.Duration
+	if res.err == nil {
+		if !res.st.shared {
+			// The next refresh should take about as long as this fetch:
+			// leave it twice that before the token expires.
+			res.st.leaveTimeFor(2 * took)
+		}
+		st := res.st
+		st.arm(e.env.clock, now, func() { e.keepWarm(st) })
 		if old := e.state.Swap(st); old != nil {
 			old.disarm()
 		}
-		e.failures.Store(0)
+		e.failures = 0
 		e.retryAt.Store(0)
-		e.hard.Store(nil)
-		e.observe(Event{Kind: EventFetch, Duration: took, Attempts: attempts})
-		e.log(slog.LevelDebug, "m2m: token fetched",
-			slog.Duration("lifetime", st.tok.Expiry.Sub(st.obtained)),
-			slog.String("lifetime_from", string(st.from)),
-			slog.Int("attempts", attempts),
-			slog.Duration("took", took))
-	} else {
-		e.failed(now, err, attempts, took)
+		e.lastErr.Store(nil)
+	} else if !errors.Is(res.err, ErrClosed) {
+		wait = e.failed(now, res)
 	}
-	c.st, c.err = st, err
+	c.st, c.err = res.st, res.err
 	e.inflight.Store(nil)
-	close(c.done)
+	e.mu.Unlock()
+	// Report before waking the waiters: once a caller has its answer, the
+	// fetch has been logged and observed.
+	defer close(c.done)
+
+	switch {
+	case res.err == nil && res.st.shared:
+		e.observe(Event{Kind: EventStoreHit, Duration: took})
+		e.log(slog.LevelDebug, "m2m: token taken from the shared store", slog.Duration("took", took))
+	case res.err == nil:
+		e.observe(Event{Kind: EventFetch, Duration: took, Attempts: res.attempts})
+		e.log(slog.LevelDebug, "m2m: token fetched",
+			slog.Duration("lifetime", res.st.tok.Expiry.Sub(res.st.obtained)),
+			slog.String("lifetime_from", string(res.st.from)),
+			slog.Int("attempts", res.attempts),
+			slog.Duration("took", took))
+	case errors.Is(res.err, ErrClosed):
+	default:
+		kind := ClassifyError(res.err)
+		e.observe(Event{Kind: EventFailure, Duration: took, Attempts: res.attempts, Err: res.err, Failure: kind})
+		msg := "m2m: token fetch failed"
+		if st := e.state.Load(); st != nil && st.phase.Load() != expired {
+			msg = "m2m: token refresh failed; serving the current token until it expires"
+		}
+		e.log(slog.LevelWarn, msg, slog.String("failure", string(kind)), slog.Int("attempts", res.attempts),
+			slog.Duration("next_try_in", wait), slog.Duration("took", took), slog.String("error", res.err.Error()))
+	}
 }
 
-// failed records a failed fetch: the next background refresh waits a
-// growing, jittered delay, and a non-retryable error is cached for
-// ErrorCacheTTL so callers without a token get it without a request.
-func (e *entry) failed(now time.Time, err error, attempts int, took time.Duration) {
-	n := e.failures.Add(1)
-	cfg := &e.c.cfg
-	wait := cfg.RetryBaseDelay + backoff.Delay(int(n)-1, cfg.RetryBaseDelay, cfg.RetryMaxDelay, cfg.rand())
-	if !retryable(err) && cfg.ErrorCacheTTL > 0 {
-		until := now.Add(cfg.ErrorCacheTTL)
-		e.hard.Store(&hardFailure{err: err, until: until})
+// failed records a failed fetch under mu and returns how long the key's
+// fetches now wait: a growing, jittered backoff, at least the server's
+// Retry-After, and at least ErrorCacheTTL for a non-retryable error. The
+// error is kept for callers without a token until then, and released
+// (with the body it holds) when that time comes.
+func (e *entry) failed(now time.Time, res fetchResult) time.Duration {
+	cfg := &e.env.cfg
+	e.failures++
+	wait := cfg.RetryBaseDelay + backoff.Delay(e.failures-1, cfg.RetryBaseDelay, cfg.RetryMaxDelay, e.env.rand())
+	wait = max(wait, min(res.retryAfter, cfg.RetryMaxDelay))
+	if !retryable(res.err) {
 		wait = max(wait, cfg.ErrorCacheTTL)
 	}
-	e.retryAt.Store(now.Add(wait).UnixNano())
-	kind := FailureKind(err)
-	e.observe(Event{Kind: EventFailure, Duration: took, Attempts: attempts, Err: err, Failure: kind})
-	msg := "m2m: token fetch failed"
-	if st := e.state.Load(); st != nil && st.phase.Load() != expired {
-		msg = "m2m: token refresh failed; serving the current token until it expires"
+	until := now.Add(wait)
+	e.retryAt.Store(until.UnixNano())
+	f := &failure{err: res.err, until: until}
+	e.lastErr.Store(f)
+	e.env.clock.AfterFunc(wait, func() { e.lastErr.CompareAndSwap(f, nil) })
+	return wait
+}
+
+// keepWarm runs when st turns stale by its timer: if st was handed out
+// during its lifetime, it is refreshed now in the background rather than
+// when the next caller happens to come.
+func (e *entry) keepWarm(st *tokenState) {
+	if e.env.cfg.DisableKeepWarm || !st.used.Load() || e.state.Load() != st {
+		return
 	}
-	e.log(slog.LevelWarn, msg, slog.String("failure", kind), slog.Int("attempts", attempts),
-		slog.Duration("next_try_in", wait), slog.Duration("took", took), slog.String("error", err.Error()))
+	e.start(st)
 }
 
 // evict drops st if it is still the cached token (a callee answered 401
-// to it), so the next caller fetches a new one. Concurrent evictions of
-// the same token drop it once.
+// to it), so the next caller fetches a new one, and removes it from the
+// shared store. Concurrent evictions of the same token drop it once. It
+// does nothing while evictions are paused.
 func (e *entry) evict(st *tokenState) bool {
-	if !e.state.CompareAndSwap(st, nil) {
+	e.mu.Lock()
+	if e.env.clock.Now().Before(e.noEvictUntil) || !e.state.CompareAndSwap(st, nil) {
+		e.mu.Unlock()
 		return false
 	}
+	e.mu.Unlock()
 	st.disarm()
 	e.observe(Event{Kind: EventEviction})
 	e.log(slog.LevelInfo, "m2m: token rejected by a callee (401), evicted")
+	if e.env.store != nil {
+		e.env.store.evict(e, st.tok.AccessToken)
+	}
 	return true
+}
+
+// pauseEvictions stops e from evicting for a while: a callee rejected a
+// token fetched just for it too, so fetching more would only drain the
+// token endpoint.
+func (e *entry) pauseEvictions() {
+	pause := max(e.env.cfg.ErrorCacheTTL, minEvictionPause)
+	e.mu.Lock()
+	e.noEvictUntil = e.env.clock.Now().Add(pause)
+	e.mu.Unlock()
+	e.observe(Event{Kind: EventEvictionsPaused, Duration: pause})
+	e.log(slog.LevelWarn, "m2m: a callee rejected a freshly fetched token too; not evicting this key's tokens for a while",
+		slog.Duration("pause", pause))
+}
+
+// idle reports whether e has had no caller without a fresh token since the
+// last look, holds no valid token and runs nothing. It clears touched.
+func (e *entry) idle() bool {
+	if e.touched.Swap(false) || e.inflight.Load() != nil {
+		return false
+	}
+	st := e.state.Load()
+	return st == nil || st.phase.Load() == expired
+}
+
+// prune marks e dropped and releases what it holds.
+func (e *entry) prune() {
+	e.mu.Lock()
+	e.pruned.Store(true)
+	st := e.state.Swap(nil)
+	e.lastErr.Store(nil)
+	e.mu.Unlock()
+	if st != nil {
+		st.disarm()
+	}
+}
+
+// stopTimers stops the phase timers of e's token.
+func (e *entry) stopTimers() {
+	if st := e.state.Load(); st != nil {
+		st.disarm()
+	}
 }

@@ -22,23 +22,25 @@ func TestSchedule(t *testing.T) {
 		refresh, exp time.Duration // offsets from at
 		fraction     float64       // 0: 0.8
 	}{
-		{"one minute at 0.99: clamped to the expiry skew", time.Minute, 0, 54 * time.Second, 54 * time.Second, 0.99},
-		{"two seconds at 0.99: a fifth of the lifetime", 2 * time.Second, 0, 1600 * time.Millisecond, 1800 * time.Millisecond, 0.99},
-		{"one hour at 0.9999: bounded by the expiry skew", time.Hour, 0, time.Hour - 10*time.Second, time.Hour - 10*time.Second, 0.9999},
-		{"one hour: 80%", time.Hour, 0, 48 * time.Minute, time.Hour - 10*time.Second, 0},
-		{"one hour, full jitter: 75%", time.Hour, 1, 45 * time.Minute, time.Hour - 10*time.Second, 0},
-		{"one day: capped 15 min ahead", 24 * time.Hour, 0, 24*time.Hour - 15*time.Minute, 24*time.Hour - 10*time.Second, 0},
-		{"two seconds: 80%", 2 * time.Second, 0, 1600 * time.Millisecond, 1800 * time.Millisecond, 0},
-		{"one second: 80%", time.Second, 0, 800 * time.Millisecond, 900 * time.Millisecond, 0},
-		{"ten seconds: 80%", 10 * time.Second, 0, 8 * time.Second, 9 * time.Second, 0},
+		{"one minute at 0.99: the one-second floor", time.Minute, 0, 53 * time.Second, 54 * time.Second, 0.99},
+		{"two seconds at 0.99: a fifth of the lifetime", 2 * time.Second, 0, 1400 * time.Millisecond, 1800 * time.Millisecond, 0.99},
+		{"one hour at 0.9999: the one-second floor", time.Hour, 0, time.Hour - 11*time.Second, time.Hour - 10*time.Second, 0.9999},
+		{"one hour: five minutes of cover", time.Hour, 0, time.Hour - 10*time.Second - 5*time.Minute, time.Hour - 10*time.Second, 0},
+		{"one hour, full jitter: 5% more cover", time.Hour, 1, time.Hour - 10*time.Second - 5*time.Minute - 15*time.Second, time.Hour - 10*time.Second, 0},
+		{"one day: five minutes of cover", 24 * time.Hour, 0, 24*time.Hour - 10*time.Second - 5*time.Minute, 24*time.Hour - 10*time.Second, 0},
+		{"two seconds: 80%", 2 * time.Second, 0, 1400 * time.Millisecond, 1800 * time.Millisecond, 0},
+		{"one second: 80%", time.Second, 0, 700 * time.Millisecond, 900 * time.Millisecond, 0},
+		{"ten seconds: 80%", 10 * time.Second, 0, 7 * time.Second, 9 * time.Second, 0},
+		{"five minutes: 80%", 5 * time.Minute, 0, 5*time.Minute - 10*time.Second - time.Minute, 5*time.Minute - 10*time.Second, 0},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			refresh, exp := schedule(at, tc.life, 0.8, 0.25, 15*time.Minute, tc.r)
+			fraction := DefaultRefreshFraction
 			if tc.fraction != 0 {
-				refresh, exp = schedule(at, tc.life, tc.fraction, 0.25, 15*time.Minute, tc.r)
+				fraction = tc.fraction
 			}
+			refresh, exp := schedule(at, tc.life, fraction, DefaultRefreshJitter, DefaultMaxRefreshAhead, tc.r)
 			assert.Equal(t, tc.refresh, refresh.Sub(at))
 			assert.Equal(t, tc.exp, exp.Sub(at))
 			assert.False(t, refresh.After(exp))
@@ -116,7 +118,7 @@ func TestStaleServedDuringSlowRefresh(t *testing.T) {
 
 	first, err := src.TokenContext(ctx)
 	require.NoError(t, err)
-	fc.Advance(79 * time.Second) // still fresh (refresh at 80 s)
+	fc.Advance(69 * time.Second) // still fresh (refresh at 70 s: 100 s less a 10 s skew and a 20 s window)
 	again, err := src.TokenContext(ctx)
 	require.NoError(t, err)
 	assert.Same(t, first, again)
@@ -179,7 +181,7 @@ func TestFailedStaleRefreshKeepsServingAndSpacesRetries(t *testing.T) {
 	require.NoError(t, err)
 	assert.Same(t, first, tok)
 	<-arrived
-	require.Eventually(t, func() bool { return src.def.inflight.Load() == nil }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return src.full.Load().inflight.Load() == nil }, 5*time.Second, time.Millisecond)
 	for range 20 { // within the retry delay: no new attempt
 		tok, err = src.TokenContext(context.Background())
 		require.NoError(t, err)
@@ -252,13 +254,18 @@ func TestFreshPathAllocatesNothing(t *testing.T) {
 func TestFetchHasItsOwnTimeout(t *testing.T) {
 	t.Parallel()
 	ts := newTokenServer(t)
-	hold := make(chan struct{})
+	hold, arrived := make(chan struct{}), make(chan struct{}, 1)
 	defer close(hold)
-	ts.set(func(ts *tokenServer) { ts.hold = hold })
-	c, _ := newTestClient(t, ts, func(cfg *Config) { cfg.FetchTimeout = 20 * time.Millisecond })
+	ts.set(func(ts *tokenServer) { ts.hold, ts.arrived = hold, arrived })
+	c, fc := newTestClient(t, ts, func(cfg *Config) { cfg.FetchTimeout = 20 * time.Second })
 	src := mustSource(t, c, eventAudience)
-	_, err := src.TokenContext(context.Background())
+	done := make(chan error, 1)
+	go func() { _, err := src.TokenContext(context.Background()); done <- err }()
+	<-arrived
+	fc.Advance(20 * time.Second) // the fetch's own clock, not the caller's context
+	err := <-done
 	require.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Equal(t, FailureTimeout, ClassifyError(err))
 }
 
 func TestCloseEndsFetchesAndLaterCalls(t *testing.T) {

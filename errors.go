@@ -1,9 +1,12 @@
 package m2m
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
+	"time"
 
 	"github.com/m2mauth/m2m/internal/wire"
 )
@@ -21,28 +24,35 @@ var (
 	ErrInvalidResponse = wire.ErrInvalidResponse
 	// ErrClosed is returned once the Client has been closed.
 	ErrClosed = errors.New("m2m: client closed")
+	// ErrTokenUnavailable is what a BackoffError wraps when the failure
+	// that started the wait is no longer kept.
+	ErrTokenUnavailable = errors.New("m2m: no token available")
 )
 
 // TokenError is a non-2xx answer of the token endpoint. Its fields follow
-// RFC 6749 §5.2. It never holds the client secret.
+// RFC 6749 §5.2. Every field is scrubbed of the client secret in every
+// encoding a server may echo it in, before it is cut to its limit.
 type TokenError struct {
 	// StatusCode is the HTTP status.
 	StatusCode int
 	// ErrorCode is the "error" field, e.g. "invalid_client"; empty when
-	// the body was not an OAuth2 error.
+	// the body was not an OAuth2 error. At most 64 bytes.
 	ErrorCode string
-	// ErrorDescription is "error_description", truncated to 512 bytes.
+	// ErrorDescription is "error_description", at most 512 bytes.
 	ErrorDescription string
-	// ErrorURI is "error_uri".
+	// ErrorURI is "error_uri", at most 512 bytes.
 	ErrorURI string
 	// Body is the raw response body, at most 1 MiB.
 	Body []byte
-	// Audience is the audience the token was asked for.
+	// Audience is the name of the audience the token was asked for.
 	Audience string
 	// Hint says what to change in Config, when the SDK can tell.
 	Hint string
 }
 
+// Error describes the answer in one line: status, error code, audience,
+// description (or the start of a body that is not an OAuth2 error) and
+// the hint.
 func (e *TokenError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "m2m: token endpoint answered %d", e.StatusCode)
@@ -77,4 +87,64 @@ func excerpt(b []byte, n int) string {
 		s += "…"
 	}
 	return strings.TrimSpace(s)
+}
+
+// BackoffError is returned to a caller that has no valid token while the
+// key's fetches are spaced after a failure: rather than each caller
+// starting a fetch (a flood during an outage), callers get the last
+// failure at once until Next, when one caller starts the next fetch.
+type BackoffError struct {
+	// Audience is the name of the audience.
+	Audience string
+	// Next is when the next fetch may start.
+	Next time.Time
+	// Err is the failure that started the wait (a *TokenError, a network
+	// error, …), or ErrTokenUnavailable.
+	Err error
+}
+
+// Error says why there is no token and when the next try is.
+func (e *BackoffError) Error() string {
+	return fmt.Sprintf("m2m: no token for audience %q until the next try at %s: %v",
+		e.Audience, e.Next.UTC().Format("15:04:05.000"), e.Err)
+}
+
+// Unwrap returns Err.
+func (e *BackoffError) Unwrap() error { return e.Err }
+
+// tokenError builds the exported error of a non-2xx answer (RFC 6749
+// §5.2), scrubbing the client secret from every field before cutting it.
+func (e *env) tokenError(resp *http.Response, body []byte, truncated bool, audience string) *TokenError {
+	sc := e.scrubber()
+	te := &TokenError{StatusCode: resp.StatusCode, Body: sc.Bytes(body, truncated), Audience: audience}
+	var raw struct {
+		Error       string `json:"error"`
+		Description string `json:"error_description"`
+		URI         string `json:"error_uri"`
+	}
+	if json.Unmarshal(body, &raw) == nil {
+		te.ErrorCode = sc.Truncate(raw.Error, wire.MaxErrorCode)
+		te.ErrorDescription = sc.Truncate(raw.Description, wire.MaxErrorDescription)
+		te.ErrorURI = sc.Truncate(raw.URI, wire.MaxErrorURI)
+	}
+	te.Hint = e.hint(te, sc.Truncate(resp.Header.Get("Location"), wire.MaxLocation))
+	return te
+}
+
+// hint says what to change in Config for the failures the SDK recognises.
+func (e *env) hint(te *TokenError, location string) string {
+	desc := strings.ToLower(te.ErrorDescription)
+	switch {
+	case te.StatusCode >= 300 && te.StatusCode < 400:
+		return fmt.Sprintf("the token endpoint redirects to %q; set TokenURL to the final URL", location)
+	case te.ErrorCode == "invalid_client" && strings.Contains(desc, "supports client authentication method 'client_secret_post'"):
+		return "the client is registered for client_secret_post: set AuthStyle to m2m.AuthStyleInBody"
+	case te.ErrorCode == "invalid_client" && strings.Contains(desc, "supports client authentication method 'client_secret_basic'"):
+		return "the client is registered for client_secret_basic: set AuthStyle to m2m.AuthStyleBasic"
+	case e.cfg.Encoding == EncodingJSON && te.StatusCode == http.StatusBadRequest && strings.Contains(desc, "post body can not be empty"):
+		return "this server reads only form bodies: leave Encoding at m2m.EncodingForm"
+	case e.cfg.Encoding == EncodingJSON && te.StatusCode == http.StatusInternalServerError:
+		return "if this server only reads form bodies, leave Encoding at m2m.EncodingForm"
+	}
+	return ""
 }

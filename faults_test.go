@@ -53,12 +53,11 @@ func truncated(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprint(w, `{"access_token":"a",`)
 }
 
-// hang never answers. It reads the body first: only then does the server
-// notice the client going away.
-func hang(w http.ResponseWriter, r *http.Request) {
-	io.Copy(io.Discard, r.Body)
-	<-r.Context().Done()
-}
+// hang, a nil fault, makes the faultServer never answer: it reads the
+// body (only then does a server notice the client going away), counts
+// the hung request, so the test knows when to move the fake clock past
+// AttemptTimeout, and waits for the client to give up.
+var hang fault
 
 func slowBody(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
@@ -73,6 +72,7 @@ func slowBody(w http.ResponseWriter, r *http.Request) {
 type faultServer struct {
 	*httptest.Server
 	hits   atomic.Int64
+	hung   atomic.Int64 // requests taken by hang
 	script []fault
 }
 
@@ -80,7 +80,14 @@ func newFaultServer(t *testing.T, script ...fault) *faultServer {
 	fs := &faultServer{script: script}
 	fs.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n := int(fs.hits.Add(1)) - 1
-		fs.script[min(n, len(fs.script)-1)](w, r)
+		f := fs.script[min(n, len(fs.script)-1)]
+		if f == nil {
+			io.Copy(io.Discard, r.Body)
+			fs.hung.Add(1)
+			<-r.Context().Done()
+			return
+		}
+		f(w, r)
 	}))
 	t.Cleanup(fs.Close)
 	return fs
@@ -110,15 +117,26 @@ func (r *recorder) of(kind EventKind) []Event {
 	return out
 }
 
-// drive waits for f, advancing the fake clock whenever a retry waits on it.
-func drive[T any](fc *clock.Fake, done <-chan T) T {
+// drive waits for done, moving the fake clock to each retry's end when a
+// retry waits on it, and past attempt once per request h took (a hung
+// attempt ends only when its AttemptTimeout fires on the fake clock).
+// fs may be nil.
+func drive[T any](t *testing.T, fc *clock.Fake, done <-chan T, fs *faultServer, attempt time.Duration) T {
+	t.Helper()
+	advanced := int64(0)
+	deadline := time.After(30 * time.Second) // a broken fetch loop fails here instead of hanging
 	for {
 		select {
 		case v := <-done:
 			return v
+		case <-deadline:
+			t.Fatal("the fetch did not end: a retry or timeout is not driven by the clock")
 		case <-time.After(time.Millisecond):
-			if fc.Timers() > 0 {
-				fc.Advance(time.Hour)
+			if d, ok := fc.NextTimer(); ok {
+				fc.Advance(d)
+			} else if fs != nil && fs.hung.Load() > advanced {
+				advanced++
+				fc.Advance(attempt)
 			}
 		}
 	}
@@ -152,7 +170,7 @@ func TestFaultMatrix(t *testing.T) {
 		var te *TokenError
 		require.False(t, errors.As(err, &te))
 		require.False(t, errors.Is(err, ErrInvalidResponse))
-		assert.Equal(t, FailureNetwork, FailureKind(err), err.Error())
+		assert.Equal(t, FailureNetwork, ClassifyError(err), err.Error())
 	}
 	tests := []struct {
 		name     string
@@ -162,7 +180,7 @@ func TestFaultMatrix(t *testing.T) {
 		check    func(*testing.T, error) // nil: a token is expected
 		life     time.Duration
 		delays   []time.Duration // retry waits, when exact
-		failure  string
+		failure  FailureKind
 	}{
 		{name: "500 every time", script: []fault{reply(500, nil, "oops")}, attempts: 3, check: isTokenError(500, ""), failure: FailureServer},
 		{name: "502 then ok", script: []fault{reply(502, nil, ""), okToken}, attempts: 2, life: time.Hour},
@@ -177,7 +195,7 @@ func TestFaultMatrix(t *testing.T) {
 		{name: "reset mid-body", script: []fault{reset}, attempts: 3, check: isNetwork, failure: FailureNetwork},
 		{name: "reset then ok", script: []fault{reset, okToken}, attempts: 2, life: time.Hour},
 		{name: "hang until the attempt times out", script: []fault{hang}, attempts: 3, check: func(t *testing.T, err error) {
-			assert.Equal(t, FailureTimeout, FailureKind(err), err.Error())
+			assert.Equal(t, FailureTimeout, ClassifyError(err), err.Error())
 		}, failure: FailureTimeout},
 		{name: "hang then ok", script: []fault{hang, okToken}, attempts: 2, life: time.Hour},
 		{name: "slow body", script: []fault{slowBody}, attempts: 1, life: time.Hour},
@@ -220,9 +238,10 @@ func TestFaultMatrix(t *testing.T) {
 			}
 			rec := &recorder{}
 			fc := clock.NewFake(epoch)
-			c, err := New(Config{TokenURL: tokenURL, ClientID: testID, ClientSecret: testSecret,
-				MaxRetries: 2, AttemptTimeout: 100 * time.Millisecond, RetryBaseDelay: 100 * time.Millisecond, RetryMaxDelay: 5 * time.Second,
-				Observer: rec, clock: fc, rand: func() float64 { return 0 }})
+			const attemptTimeout = 100 * time.Millisecond
+			c, err := newClient(Config{TokenURL: tokenURL, ClientID: testID, ClientSecret: testSecret,
+				MaxRetries: 2, AttemptTimeout: attemptTimeout, RetryBaseDelay: 100 * time.Millisecond, RetryMaxDelay: 5 * time.Second,
+				Observer: rec}, fc, noJitter)
 			require.NoError(t, err)
 			defer c.Close()
 			src := mustSource(t, c, eventAudience)
@@ -235,7 +254,7 @@ func TestFaultMatrix(t *testing.T) {
 				}
 				done <- r
 			}()
-			r := drive(fc, done)
+			r := drive(t, fc, done, fs, attemptTimeout)
 			if fs != nil {
 				assert.Equal(t, tc.attempts, fs.hits.Load(), "attempts")
 			}

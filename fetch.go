@@ -7,8 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/url"
-	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/m2mauth/m2m/internal/backoff"
@@ -16,150 +15,198 @@ import (
 	"golang.org/x/oauth2"
 )
 
+// fetchResult is what one fetch of a key hands back to its entry, which
+// alone publishes, reports and logs it.
+type fetchResult struct {
+	st         *tokenState
+	attempts   int           // token requests made
+	retryAfter time.Duration // the last answer's Retry-After, if any
+	err        error
+}
+
+// errAttemptTimeout ends an attempt that ran past AttemptTimeout.
+var errAttemptTimeout = fmt.Errorf("m2m: token request took longer than AttemptTimeout: %w", context.DeadlineExceeded)
+
+// errFetchTimeout ends a fetch that ran past FetchTimeout.
+var errFetchTimeout = fmt.Errorf("m2m: token fetch took longer than FetchTimeout: %w", context.DeadlineExceeded)
+
+// obtain gets a token for e within ctx: from the shared store when there
+// is one and it holds a usable token, else by a fetch.
+func (e *entry) obtain(ctx context.Context) fetchResult {
+	if e.env.store != nil {
+		return e.env.store.obtain(ctx, e)
+	}
+	return e.fetch(ctx)
+}
+
 // fetch gets one token for e within ctx, the fetch's own budget. It
 // retries transient failures (5xx, 429, 408 and network errors, a hung
 // attempt included) with capped exponential backoff and full jitter,
 // waiting at least what Retry-After asks (up to RetryMaxDelay); it never
-// retries other 4xx answers or an unusable 2xx. It returns how many
-// requests it made.
-func (c *Client) fetch(ctx context.Context, e *entry) (*tokenState, int, error) {
+// retries other 4xx answers or an unusable 2xx. Time is the Client's
+// clock: FetchTimeout and AttemptTimeout are its timers.
+func (e *entry) fetch(ctx context.Context) fetchResult {
+	cfg := &e.env.cfg
+	clk := e.env.clock
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stop := clk.AfterFunc(cfg.FetchTimeout, func() { cancel(errFetchTimeout) })
+	defer stop()
+	deadline := clk.Now().Add(cfg.FetchTimeout)
+
+	ep, err := e.env.endpoint.get(ctx)
+	if err != nil {
+		return fetchResult{err: causeOf(ctx, err)}
+	}
 	for attempt := 0; ; attempt++ {
-		st, retryAfter, err := c.attempt(ctx, e)
+		st, retryAfter, err := e.attempt(ctx, ep)
 		if err == nil {
-			return st, attempt + 1, nil
+			return fetchResult{st: st, attempts: attempt + 1}
 		}
-		if !retryable(err) || attempt >= c.cfg.MaxRetries || ctx.Err() != nil {
-			return nil, attempt + 1, err
+		res := fetchResult{attempts: attempt + 1, retryAfter: retryAfter, err: causeOf(ctx, err)}
+		if !retryable(res.err) || attempt >= cfg.MaxRetries || ctx.Err() != nil {
+			return res
 		}
-		delay := backoff.Delay(attempt, c.cfg.RetryBaseDelay, c.cfg.RetryMaxDelay, c.cfg.rand())
+		delay := backoff.Delay(attempt, cfg.RetryBaseDelay, cfg.RetryMaxDelay, e.env.rand())
 		if retryAfter > delay {
-			delay = min(retryAfter, c.cfg.RetryMaxDelay)
+			delay = min(retryAfter, cfg.RetryMaxDelay)
 		}
-		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < delay {
-			return nil, attempt + 1, err // the budget ends before the next try could
+		if deadline.Sub(clk.Now()) < delay {
+			return res // the budget ends before the next try could
 		}
-		e.observe(Event{Kind: EventRetry, Duration: delay, Attempts: attempt + 1, Err: err, Failure: FailureKind(err)})
+		kind := ClassifyError(res.err)
+		e.observe(Event{Kind: EventRetry, Duration: delay, Attempts: attempt + 1, Err: res.err, Failure: kind})
 		e.log(slog.LevelInfo, "m2m: token request failed, retrying",
-			slog.Int("attempt", attempt+1), slog.Duration("delay", delay), slog.String("failure", FailureKind(err)), slog.String("error", err.Error()))
-		timer, stop := c.clock.NewTimer(delay)
+			slog.Int("attempt", attempt+1), slog.Duration("delay", delay), slog.String("failure", string(kind)), slog.String("error", res.err.Error()))
+		timer, stopTimer := clk.NewTimer(delay)
 		select {
 		case <-timer:
 		case <-ctx.Done():
-			stop()
-			return nil, attempt + 1, err
+			stopTimer()
+			res.err = causeOf(ctx, res.err)
+			return res
 		}
 	}
+}
+
+// causeOf returns the reason ctx ended (a timeout of ours, a Close) in
+// place of the bare context error err wraps, or err.
+func causeOf(ctx context.Context, err error) error {
+	if ctx.Err() == nil {
+		return err
+	}
+	switch cause := context.Cause(ctx); {
+	case errors.Is(cause, errFetchTimeout), errors.Is(cause, errAttemptTimeout):
+		return fmt.Errorf("%w (last error: %v)", cause, err)
+	}
+	return err
 }
 
 // retryable reports whether a failed attempt may succeed if repeated.
 func retryable(err error) bool {
 	var te *TokenError
+	var de *DiscoveryError
 	switch {
 	case errors.As(err, &te):
 		return te.StatusCode >= 500 || te.StatusCode == http.StatusTooManyRequests || te.StatusCode == http.StatusRequestTimeout
-	case errors.Is(err, ErrInvalidResponse), errors.Is(err, context.Canceled):
+	case errors.As(err, &de):
+		return de.Retryable()
+	case errors.Is(err, ErrInvalidResponse), errors.Is(err, context.Canceled), errors.Is(err, ErrClosed):
 		return false
 	}
 	return true // the network: refused, reset, timed out, cut short
 }
 
+// prepared is a token request body built once per entry and endpoint.
+type prepared struct {
+	ep    *endpointInfo
+	body  []byte
+	ctype string
+	basic string // the Authorization header value, or ""
+}
+
+// prepare returns e's request body for ep, building it on first use.
+func (e *entry) prepare(ep *endpointInfo, cache *atomic.Pointer[prepared]) (*prepared, error) {
+	if p := cache.Load(); p != nil && p.ep == ep {
+		return p, nil
+	}
+	r := e.req
+	r.TokenURL, r.SecretInBody = ep.tokenURL, ep.secretInBody
+	body, ctype, err := r.Body()
+	if err != nil {
+		return nil, fmt.Errorf("m2m: building token request: %w", err)
+	}
+	p := &prepared{ep: ep, body: body, ctype: ctype}
+	if !ep.secretInBody {
+		p.basic = wire.BasicAuth(r.ClientID, r.ClientSecret)
+	}
+	cache.Store(p)
+	return p, nil
+}
+
 // attempt makes one token request, bounded by AttemptTimeout. It returns
 // the server's Retry-After, if it sent one.
-func (c *Client) attempt(ctx context.Context, e *entry) (*tokenState, time.Duration, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.AttemptTimeout)
-	defer cancel()
-	r := wire.Request{
-		TokenURL:     c.cfg.TokenURL,
-		ClientID:     c.cfg.ClientID,
-		ClientSecret: c.cfg.ClientSecret,
-		SecretInBody: c.cfg.AuthStyle == AuthStyleInBody,
-		Encoding:     wire.Encoding(c.cfg.Encoding),
-		Audience:     e.audience,
-		Scopes:       e.scopes,
-		Extra:        c.cfg.EndpointParams,
+func (e *entry) attempt(ctx context.Context, ep *endpointInfo) (*tokenState, time.Duration, error) {
+	p, err := e.prepare(ep, &e.prepared)
+	if err != nil {
+		return nil, 0, err
 	}
-	req, err := r.Build(ctx)
+	if e.env.cfg.AttemptTimeout < e.env.cfg.FetchTimeout {
+		var cancel context.CancelCauseFunc
+		ctx, cancel = context.WithCancelCause(ctx)
+		defer cancel(nil)
+		stop := e.env.clock.AfterFunc(e.env.cfg.AttemptTimeout, func() { cancel(errAttemptTimeout) })
+		defer stop()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.tokenURL, bytes.NewReader(p.body))
 	if err != nil {
 		return nil, 0, fmt.Errorf("m2m: building token request: %w", err)
 	}
-	sent := c.clock.Now()
-	resp, err := c.hc.Do(req)
+	req.Header = http.Header{"Content-Type": {p.ctype}, "Accept": {"application/json"}}
+	if p.basic != "" {
+		req.Header["Authorization"] = []string{p.basic}
+	}
+	sent := e.env.clock.Now()
+	resp, err := e.env.hc.Do(req)
 	if err != nil {
-		return nil, 0, fmt.Errorf("m2m: token request for audience %q: %w", e.audience, err)
+		return nil, 0, fmt.Errorf("m2m: token request for audience %q: %w", e.key.audience, causeOf(ctx, err))
 	}
 	defer resp.Body.Close()
 	body, truncated, err := wire.ReadBody(resp.Body)
 	if err != nil {
-		return nil, 0, fmt.Errorf("m2m: reading token response for audience %q: %w", e.audience, err)
+		return nil, 0, fmt.Errorf("m2m: reading token response for audience %q: %w", e.key.audience, causeOf(ctx, err))
 	}
-	tok, err := wire.Parse(resp.StatusCode, resp.Header, body, truncated, c.clock.Now(), c.cfg.DefaultLifetime)
+	now := e.env.clock.Now()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		after, _ := backoff.RetryAfter(resp.Header.Get("Retry-After"), now)
+		return nil, after, e.env.tokenError(resp, body, truncated, e.key.audience)
+	}
+	tok, err := wire.ParseScrubbed(e.env.scrubber(), resp.StatusCode, resp.Header, body, truncated, now, e.env.cfg.DefaultLifetime)
 	if err != nil {
-		var eb *wire.ErrorBody
-		if errors.As(err, &eb) {
-			after, _ := backoff.RetryAfter(eb.RetryAfter, c.clock.Now())
-			return nil, after, c.tokenError(eb, e.audience, resp.Header.Get("Location"))
-		}
-		return nil, 0, fmt.Errorf("%w (audience %q)", err, e.audience)
+		return nil, 0, fmt.Errorf("%w (audience %q)", err, e.key.audience)
 	}
 	// The lifetime counts from when the request was sent: the server
 	// started it no earlier than that.
-	return c.newState(tok, sent), 0, nil
+	return e.newState(tok.AccessToken, tok.TokenType, tok.Scope, sent, tok.Lifetime, tok.LifetimeFrom), 0, nil
 }
 
-// tokenError builds the exported error of a non-2xx answer, with the
-// client secret scrubbed from the kept body in case the server echoed it.
-func (c *Client) tokenError(eb *wire.ErrorBody, audience, location string) *TokenError {
-	body := eb.Body
-	for _, s := range []string{c.cfg.ClientSecret, url.QueryEscape(c.cfg.ClientSecret)} {
-		body = bytes.ReplaceAll(body, []byte(s), []byte("[REDACTED]"))
-	}
-	te := &TokenError{
-		StatusCode:       eb.Status,
-		ErrorCode:        eb.Code,
-		ErrorDescription: strings.ReplaceAll(eb.Description, c.cfg.ClientSecret, "[REDACTED]"),
-		ErrorURI:         eb.URI,
-		Body:             body,
-		Audience:         audience,
-	}
-	te.Hint = c.hint(te, location)
-	return te
-}
-
-// hint says what to change in Config for the failures the SDK recognises.
-func (c *Client) hint(te *TokenError, location string) string {
-	desc := strings.ToLower(te.ErrorDescription)
-	switch {
-	case te.StatusCode >= 300 && te.StatusCode < 400:
-		return fmt.Sprintf("the token endpoint redirects to %q; set TokenURL to the final URL", location)
-	case te.ErrorCode == "invalid_client" && strings.Contains(desc, "supports client authentication method 'client_secret_post'"):
-		return "the client is registered for client_secret_post: set AuthStyle to m2m.AuthStyleInBody"
-	case te.ErrorCode == "invalid_client" && strings.Contains(desc, "supports client authentication method 'client_secret_basic'"):
-		return "the client is registered for client_secret_basic: set AuthStyle to m2m.AuthStyleBasic"
-	case c.cfg.Encoding == EncodingJSON && te.StatusCode == http.StatusBadRequest && strings.Contains(desc, "post body can not be empty"):
-		return "this server reads only form bodies: leave Encoding at m2m.EncodingForm"
-	case c.cfg.Encoding == EncodingJSON && te.StatusCode == http.StatusInternalServerError:
-		return "if this server only reads form bodies, leave Encoding at m2m.EncodingForm"
-	}
-	return ""
-}
-
-// newState turns a parsed token into a cache state with its refresh point.
-func (c *Client) newState(t *wire.Token, obtained time.Time) *tokenState {
-	life := t.Lifetime
+// newState turns a token into a cache state with its refresh point.
+func (e *entry) newState(access, typ, scope string, obtained time.Time, life time.Duration, from wire.LifetimeSource) *tokenState {
+	cfg := &e.env.cfg
 	expiry := obtained.Add(life)
 	ot := (&oauth2.Token{
-		AccessToken: t.AccessToken,
-		TokenType:   t.TokenType,
+		AccessToken: access,
+		TokenType:   typ,
 		Expiry:      expiry,
 		ExpiresIn:   int64(life / time.Second),
-	}).WithExtra(map[string]any{"scope": t.Scope})
-	refreshAt, expireAt := schedule(obtained, life, c.cfg.RefreshFraction, c.cfg.RefreshJitter, c.cfg.MaxRefreshAhead, c.cfg.rand())
+	}).WithExtra(map[string]any{"scope": scope})
+	refreshAt, expireAt := schedule(obtained, life, cfg.RefreshFraction, cfg.RefreshJitter, cfg.MaxRefreshAhead, e.env.rand())
 	return &tokenState{
 		tok:       ot,
-		auth:      []string{"Bearer " + t.AccessToken},
+		auth:      []string{"Bearer " + access},
 		obtained:  obtained,
 		refreshAt: refreshAt,
 		expireAt:  expireAt,
-		from:      t.LifetimeFrom,
+		from:      from,
 	}
 }

@@ -8,7 +8,11 @@ import (
 
 // String describes the Client without its secret.
 func (c *Client) String() string {
-	return fmt.Sprintf("m2m.Client{TokenURL: %q, ClientID: %q}", c.cfg.TokenURL, c.cfg.ClientID)
+	cfg := &c.env.cfg
+	if cfg.TokenURL == "" {
+		return fmt.Sprintf("m2m.Client{Issuer: %q, ClientID: %q}", cfg.Issuer, cfg.ClientID)
+	}
+	return fmt.Sprintf("m2m.Client{TokenURL: %q, ClientID: %q}", cfg.TokenURL, cfg.ClientID)
 }
 
 // Format prints String for every verb, so no verb can show the secret.
@@ -16,7 +20,7 @@ func (c *Client) Format(f fmt.State, _ rune) { fmt.Fprint(f, c.String()) }
 
 // String describes the source.
 func (s *TokenSource) String() string {
-	return fmt.Sprintf("m2m.TokenSource{Audience: %q, Scopes: %q}", s.aud.Name, s.aud.Scopes)
+	return fmt.Sprintf("m2m.TokenSource{Audience: %q, Scopes: %q}", s.spec.aud.Name, s.spec.aud.Scopes)
 }
 
 // Format prints String for every verb, so no verb can show a token.
@@ -24,8 +28,8 @@ func (s *TokenSource) Format(f fmt.State, _ rune) { fmt.Fprint(f, s.String()) }
 
 // String describes the Config without its secret.
 func (cfg Config) String() string {
-	return fmt.Sprintf("m2m.Config{TokenURL: %q, ClientID: %q, ClientSecret: [REDACTED], AuthStyle: %v, Encoding: %v}",
-		cfg.TokenURL, cfg.ClientID, cfg.AuthStyle, cfg.Encoding)
+	return fmt.Sprintf("m2m.Config{TokenURL: %q, Issuer: %q, ClientID: %q, ClientSecret: [REDACTED], AuthStyle: %v, Encoding: %v}",
+		cfg.TokenURL, cfg.Issuer, cfg.ClientID, cfg.AuthStyle, cfg.Encoding)
 }
 
 // Format prints String for every verb, so no verb can show the secret.
@@ -35,8 +39,9 @@ func (cfg Config) Format(f fmt.State, _ rune) { fmt.Fprint(f, cfg.String()) }
 func (cfg Config) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("token_url", cfg.TokenURL),
+		slog.String("issuer", cfg.Issuer),
 		slog.String("client_id", cfg.ClientID),
-		slog.String("client_secret", "[REDACTED]"),
+		slog.String("client_secret", redacted),
 		slog.String("auth_style", cfg.AuthStyle.String()),
 		slog.String("encoding", cfg.Encoding.String()),
 	)
@@ -45,6 +50,6 @@ func (cfg Config) LogValue() slog.Value {
 // MarshalJSON encodes the Config without its secret.
 func (cfg Config) MarshalJSON() ([]byte, error) {
 	return json.Marshal(struct {
-		TokenURL, ClientID, ClientSecret, AuthStyle, Encoding string
-	}{cfg.TokenURL, cfg.ClientID, "[REDACTED]", cfg.AuthStyle.String(), cfg.Encoding.String()})
+		TokenURL, Issuer, ClientID, ClientSecret, AuthStyle, Encoding string
+	}{cfg.TokenURL, cfg.Issuer, cfg.ClientID, redacted, cfg.AuthStyle.String(), cfg.Encoding.String()})
 }

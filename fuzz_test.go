@@ -2,53 +2,74 @@ package m2m
 
 import (
 	"net/url"
+	"path"
 	"strings"
 	"testing"
 )
 
-// FuzzRoute checks that a token's route never matches a request to another
-// host, port or scheme, or to a path outside its prefix once dot segments
-// are resolved.
+// FuzzRoute checks that a request gets a route's token only when every
+// reading a server may give its URL is inside the route: the same scheme,
+// host and port, and a path under the prefix whether the server resolves
+// dot segments on the escaped path (RFC 3986, as url.ResolveReference
+// does), decodes "%2e" first, or decodes everything and cleans the result
+// (as net/http's ServeMux does). The oracles are net/url and path, not the
+// code under test.
 func FuzzRoute(f *testing.F) {
 	for _, seed := range [][2]string{
 		{"/api/", "https://files.test/api/x"},
 		{"/api", "https://files.test/apix"},
 		{"/api", "https://files.test/api/../admin"},
 		{"/api", "https://files.test/api/%2e%2e/admin"},
+		{"/api", "https://files.test/api/..%2F..%2Fadmin"},
+		{"/api", "https://files.test/public/..%2F..%2Fapi/x"},
 		{"/api", "https://files.test//api/x"},
+		{"/api", "https://files.test/api//../x"},
 		{"/", "https://FILES.test./x"},
 		{"/api", "https://files.test:443/api"},
 		{"/api", "http://files.test/api"},
 		{"/a/b", "https://files.test/a/./b/c"},
 		{"/api", "https://evil.test/api?files.test"},
 		{"/api", "https://files.test@evil.test/api"},
+		{"/a%2Fb", "https://files.test/a%2fb/c"},
 	} {
 		f.Add(seed[0], seed[1])
 	}
 	f.Fuzz(func(t *testing.T, prefix, raw string) {
 		base, err := url.Parse("https://files.test" + prefix)
-		if err != nil || base.Host != "files.test" {
+		if err != nil || base.Host != "files.test" || base.RawQuery != "" || base.Fragment != "" {
 			return
 		}
+		src := &TokenSource{}
 		r := newRoute(base)
+		r.src = src
 		u, err := url.Parse(raw)
-		if err != nil {
-			return
-		}
-		ok, n := r.matches(u)
-		if !ok {
+		if err != nil || routeOf([]route{r}, u) != src {
 			return
 		}
 		host := strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
-		if host != "files.test" || !strings.EqualFold(u.Scheme, "https") || portOf(u.Scheme, u.Port()) != "443" {
+		if host != "files.test" || !strings.EqualFold(u.Scheme, "https") || (u.Port() != "" && u.Port() != "443") {
 			t.Fatalf("%q matched route %q on another origin", raw, prefix)
 		}
-		p := cleanPath(u.Path)
-		if r.prefix != "/" && p != r.prefix && !strings.HasPrefix(p, r.prefix+"/") {
-			t.Fatalf("%q (clean %q) matched prefix %q", raw, p, r.prefix)
+		under := func(p, pre string) bool {
+			pre = strings.TrimSuffix(pre, "/")
+			return pre == "" || p == pre || strings.HasPrefix(p, pre+"/")
 		}
-		if n <= 0 {
-			t.Fatal("a match of no length")
+		// ServeMux: decode, then clean (dot segments, doubled slashes).
+		if dec, pre := path.Clean("/"+u.Path), path.Clean("/"+base.Path); !under(dec, pre) {
+			t.Fatalf("%q (decoded and cleaned %q) matched prefix %q", raw, dec, prefix)
+		}
+		// RFC 3986 §5.2.4 on the escaped path, with and without "%2e"
+		// read as a dot.
+		pre := strings.ToLower(base.EscapedPath())
+		for _, esc := range []string{u.EscapedPath(), strings.NewReplacer("%2e", ".", "%2E", ".").Replace(u.EscapedPath())} {
+			ref, err := url.Parse(esc)
+			if err != nil || ref.Scheme != "" || ref.Host != "" || ref.RawQuery != "" {
+				continue
+			}
+			res := (&url.URL{Scheme: "https", Host: "files.test", Path: "/"}).ResolveReference(ref).EscapedPath()
+			if !under(strings.ToLower(res), pre) {
+				t.Fatalf("%q (RFC 3986 resolution %q) matched prefix %q", raw, res, prefix)
+			}
 		}
 	})
 }

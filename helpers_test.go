@@ -108,18 +108,26 @@ func (ts *tokenServer) form(i int) url.Values {
 	return ts.forms[i]
 }
 
+// noJitter is a jitter source that always draws 0.
+func noJitter() float64 { return 0 }
+
 var epoch = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 
 // newTestClient returns a Client for ts with a fake clock and no jitter.
 func newTestClient(t *testing.T, ts *tokenServer, mod func(*Config)) (*Client, *clock.Fake) {
 	t.Helper()
+	return newTestClientRand(t, ts, noJitter, mod)
+}
+
+// newTestClientRand is newTestClient with the jitter source rnd.
+func newTestClientRand(t *testing.T, ts *tokenServer, rnd func() float64, mod func(*Config)) (*Client, *clock.Fake) {
+	t.Helper()
 	fc := clock.NewFake(epoch)
-	cfg := Config{TokenURL: ts.URL + "/auth/oauth/token", ClientID: testID, ClientSecret: testSecret,
-		clock: fc, rand: func() float64 { return 0 }}
+	cfg := Config{TokenURL: ts.URL + "/auth/oauth/token", ClientID: testID, ClientSecret: testSecret}
 	if mod != nil {
 		mod(&cfg)
 	}
-	c, err := New(cfg)
+	c, err := newClient(cfg, fc, rnd)
 	require.NoError(t, err)
 	t.Cleanup(func() { c.Close() })
 	return c, fc

@@ -30,10 +30,25 @@ const (
 	EventEviction
 	// EventReplay: a request answered 401 was sent again with a new token.
 	EventReplay
+	// EventEvictionsPaused: a callee rejected a freshly fetched token as
+	// well, so the key stops evicting (and fetching) for Duration.
+	EventEvictionsPaused
+	// EventStoreHit: a usable token was taken from the shared Store
+	// instead of being fetched; Duration is how long that took.
+	EventStoreHit
+	// EventStoreDown: a call to the shared Store failed (Err says why)
+	// after the last one succeeded; the Client fetches on its own until
+	// the Store answers again. Reported once per change of state.
+	EventStoreDown
+	// EventStoreUp: the shared Store answers again after EventStoreDown.
+	EventStoreUp
 )
 
-var eventNames = [...]string{"", "cache_hit", "stale_serve", "fetch", "retry", "failure", "eviction", "replay"}
+var eventNames = [...]string{"", "cache_hit", "stale_serve", "fetch", "retry", "failure", "eviction", "replay",
+	"evictions_paused", "store_hit", "store_down", "store_up"}
 
+// String returns the event's name in snake case, e.g. "cache_hit", for
+// metric labels and logs.
 func (k EventKind) String() string {
 	if k > 0 && int(k) < len(eventNames) {
 		return eventNames[k]
@@ -41,46 +56,67 @@ func (k EventKind) String() string {
 	return "unknown"
 }
 
-// Failure kinds, as Event.Failure and FailureKind report them.
+// FailureKind is the class of a failure, for metrics and logs: what kind
+// of thing went wrong, not the error itself.
+type FailureKind string
+
+// The failure kinds ClassifyError reports.
 const (
-	FailureNetwork         = "network"          // refused, reset, DNS, TLS, cut-off body
-	FailureTimeout         = "timeout"          // the fetch or an attempt ran out of time
-	FailureServer          = "server"           // 5xx
-	FailureRateLimited     = "rate_limited"     // 429
-	FailureClient          = "client"           // 4xx other than 429: configuration, not load
-	FailureInvalidResponse = "invalid_response" // 2xx that is not a usable token
-	FailureClosed          = "closed"           // the Client was closed
+	// FailureNetwork: refused, reset, DNS, TLS, a cut-off body.
+	FailureNetwork FailureKind = "network"
+	// FailureTimeout: the fetch or an attempt ran out of time.
+	FailureTimeout FailureKind = "timeout"
+	// FailureServer: a 5xx answer.
+	FailureServer FailureKind = "server"
+	// FailureRateLimited: a 429 answer.
+	FailureRateLimited FailureKind = "rate_limited"
+	// FailureClient: a 4xx answer other than 429: configuration, not load.
+	FailureClient FailureKind = "client"
+	// FailureInvalidResponse: a 2xx answer that is not a usable token.
+	FailureInvalidResponse FailureKind = "invalid_response"
+	// FailureDiscovery: the server's metadata could not be had or used.
+	FailureDiscovery FailureKind = "discovery"
+	// FailureClosed: the Client was closed.
+	FailureClosed FailureKind = "closed"
 )
 
 // Event is one thing that happened in a Client. It never holds a secret
 // or a token.
 type Event struct {
-	Kind     EventKind
+	// Kind says what happened.
+	Kind EventKind
+	// Audience is the name of the audience of the key concerned.
 	Audience string
-	Scopes   string // the scope set, space-separated and sorted
-	// Duration is the fetch latency (EventFetch, EventFailure) or the
-	// wait before the next attempt (EventRetry).
+	// Scopes is the key's requested scope set, space-separated and
+	// sorted.
+	Scopes string
+	// Duration is the fetch latency (EventFetch, EventFailure,
+	// EventStoreHit), the wait before the next attempt (EventRetry) or
+	// the pause (EventEvictionsPaused).
 	Duration time.Duration
 	// Attempts counts the token requests of a fetch so far.
 	Attempts int
-	// Err and Failure describe a failure (EventRetry, EventFailure).
-	Err     error
-	Failure string
+	// Err describes a failure (EventRetry, EventFailure, EventStoreDown).
+	Err error
+	// Failure classifies Err (EventRetry, EventFailure).
+	Failure FailureKind
 }
 
 // Observer receives a Client's events, for metrics. Observe is called
 // synchronously, on the hot path too (EventCacheHit), from many goroutines
 // at once: it must be fast, must not block, and must be safe for
-// concurrent use. An OpenTelemetry or Prometheus adapter is a few lines
-// over this interface.
+// concurrent use. Package otelm2m (a module of its own) implements it on
+// OpenTelemetry.
 type Observer interface {
-	Observe(Event)
+	// Observe records ev.
+	Observe(ev Event)
 }
 
-// FailureKind classifies an error returned by the SDK into one of the
-// Failure constants, "" for nil.
-func FailureKind(err error) string {
+// ClassifyError returns the FailureKind of an error returned by the SDK,
+// "" for nil.
+func ClassifyError(err error) FailureKind {
 	var te *TokenError
+	var de *DiscoveryError
 	var ne net.Error
 	switch {
 	case err == nil:
@@ -93,6 +129,8 @@ func FailureKind(err error) string {
 		return FailureServer
 	case errors.As(err, &te):
 		return FailureClient
+	case errors.As(err, &de):
+		return FailureDiscovery
 	case errors.Is(err, ErrInvalidResponse):
 		return FailureInvalidResponse
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
@@ -103,19 +141,15 @@ func FailureKind(err error) string {
 
 // observe reports an event for e to the Observer, if any.
 func (e *entry) observe(ev Event) {
-	if o := e.c.cfg.Observer; o != nil {
-		ev.Audience, ev.Scopes = e.audience, e.scopeKey
+	if o := e.env.obs; o != nil {
+		ev.Audience, ev.Scopes = e.key.audience, e.key.scopes
 		o.Observe(ev)
 	}
 }
 
-// logAttrs are the attributes every log line of e carries.
-func (e *entry) logAttrs(extra ...slog.Attr) []slog.Attr {
-	return append([]slog.Attr{slog.String("audience", e.audience), slog.String("scopes", e.scopeKey)}, extra...)
-}
-
 func (e *entry) log(level slog.Level, msg string, extra ...slog.Attr) {
-	if e.c.log.Enabled(context.Background(), level) {
-		e.c.log.LogAttrs(context.Background(), level, msg, e.logAttrs(extra...)...)
+	if e.env.log.Enabled(context.Background(), level) {
+		attrs := append([]slog.Attr{slog.String("audience", e.key.audience), slog.String("scopes", e.key.scopes)}, extra...)
+		e.env.log.LogAttrs(context.Background(), level, msg, attrs...)
 	}
 }

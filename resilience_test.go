@@ -24,10 +24,10 @@ func TestStaleServedThroughOutageUntilExpiry(t *testing.T) {
 	ts := newTokenServer(t)
 	ts.set(func(ts *tokenServer) { ts.expiresIn = 100 })
 	rec := &recorder{}
-	c, fc := newTestClient(t, ts, func(cfg *Config) {
+	// backoff grows: 150 ms, 200 ms, 300 ms, 500 ms, …
+	c, fc := newTestClientRand(t, ts, func() float64 { return 0.5 }, func(cfg *Config) {
 		cfg.MaxRetries = -1
 		cfg.Observer = rec
-		cfg.rand = func() float64 { return 0.5 } // backoff grows: 150 ms, 200 ms, 300 ms, 500 ms, …
 	})
 	src := mustSource(t, c, eventAudience)
 	first, err := src.TokenContext(context.Background())
@@ -49,7 +49,7 @@ func TestStaleServedThroughOutageUntilExpiry(t *testing.T) {
 			require.NoError(t, err, "at %v", at)
 			assert.Same(t, first, tok)
 		}
-		require.Eventually(t, func() bool { return src.def.inflight.Load() == nil }, 5*time.Second, time.Millisecond)
+		require.Eventually(t, func() bool { return src.full.Load().inflight.Load() == nil }, 5*time.Second, time.Millisecond)
 	}
 	refreshes := ts.hits.Load() - 1
 	assert.Greater(t, refreshes, int64(3), "the refresh keeps being retried")
@@ -273,14 +273,14 @@ func TestObservabilityEvents(t *testing.T) {
 	assert.Equal(t, "unknown", EventKind(99).String())
 }
 
-func TestFailureKind(t *testing.T) {
+func TestClassifyError(t *testing.T) {
 	t.Parallel()
-	assert.Equal(t, "", FailureKind(nil))
-	assert.Equal(t, FailureClosed, FailureKind(ErrClosed))
-	assert.Equal(t, FailureRateLimited, FailureKind(&TokenError{StatusCode: 429}))
-	assert.Equal(t, FailureServer, FailureKind(&TokenError{StatusCode: 503}))
-	assert.Equal(t, FailureClient, FailureKind(&TokenError{StatusCode: 400}))
-	assert.Equal(t, FailureInvalidResponse, FailureKind(ErrInvalidResponse))
-	assert.Equal(t, FailureTimeout, FailureKind(context.DeadlineExceeded))
-	assert.Equal(t, FailureNetwork, FailureKind(errors.New("connection reset")))
+	assert.Equal(t, FailureKind(""), ClassifyError(nil))
+	assert.Equal(t, FailureClosed, ClassifyError(ErrClosed))
+	assert.Equal(t, FailureRateLimited, ClassifyError(&TokenError{StatusCode: 429}))
+	assert.Equal(t, FailureServer, ClassifyError(&TokenError{StatusCode: 503}))
+	assert.Equal(t, FailureClient, ClassifyError(&TokenError{StatusCode: 400}))
+	assert.Equal(t, FailureInvalidResponse, ClassifyError(ErrInvalidResponse))
+	assert.Equal(t, FailureTimeout, ClassifyError(context.DeadlineExceeded))
+	assert.Equal(t, FailureNetwork, ClassifyError(errors.New("connection reset")))
 }

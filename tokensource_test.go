@@ -31,7 +31,7 @@ func TestNewChecksConfig(t *testing.T) {
 		{"valid", func(*Config) {}, ""},
 		{"loopback http", func(c *Config) { c.TokenURL = "http://127.0.0.1:3567/auth/oauth/token" }, ""},
 		{"insecure allowed", func(c *Config) { c.TokenURL = "http://auth.test/t"; c.AllowInsecureHTTP = true }, ""},
-		{"no token url", func(c *Config) { c.TokenURL = "" }, "TokenURL is required"},
+		{"no token url", func(c *Config) { c.TokenURL = "" }, "TokenURL (or Issuer, to discover it) is required"},
 		{"plain http", func(c *Config) { c.TokenURL = "http://auth.test/t" }, "plain http"},
 		{"relative url", func(c *Config) { c.TokenURL = "/oauth/token" }, "absolute"},
 		{"credentials in url", func(c *Config) { c.TokenURL = "https://u:hunter2@auth.test/t" }, "must not hold credentials"},
@@ -118,7 +118,7 @@ func TestWireDefaultsAndOptions(t *testing.T) {
 			assert.Equal(t, "client_credentials", form.Get("grant_type"))
 			assert.Equal(t, "event.create event.view", form.Get("scope"))
 			assert.Equal(t, "event", form.Get("audience"))
-			assert.Equal(t, "r", form.Get("resource"))
+			assert.Equal(t, "t1", form.Get("tenant"))
 			assert.Empty(t, form.Get("client_secret"))
 		}},
 		{"json in body", func(c *Config) { c.Encoding = EncodingJSON; c.AuthStyle = AuthStyleInBody }, func(t *testing.T, r *http.Request, body []byte) {
@@ -144,7 +144,7 @@ func TestWireDefaultsAndOptions(t *testing.T) {
 				}
 			})
 			c, _ := newTestClient(t, ts, func(cfg *Config) {
-				cfg.EndpointParams = url.Values{"resource": {"r"}}
+				cfg.EndpointParams = url.Values{"tenant": {"t1"}}
 				if tc.mod != nil {
 					tc.mod(cfg)
 				}

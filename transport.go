@@ -7,19 +7,21 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
-	"net/url"
 	"sort"
 	"strings"
 )
 
 // Transport is an http.RoundTripper that adds the token of the request's
-// audience. It picks the audience by the request URL's scheme, host, port
-// and longest matching path prefix; a request that matches no audience is
-// sent untouched, without a token. A 401 answer evicts the token and, when
-// the body can be replayed, the request is sent once more with a new one.
-// Because http.Client calls RoundTrip again
-// for every redirect hop, a hop that leaves the audience's URL carries no
-// token. A request that already has an Authorization header is left alone.
+// audience. A request gets a token only when it is inside an audience: its
+// URL's scheme, host, port and longest matching path prefix (matched on
+// the escaped path, as the receiving server routes it) name the audience,
+// its Host header names the URL's host, and, on a redirect hop, every
+// earlier request of the chain was inside the same audience. Any other
+// request is sent untouched, without a token, as is a request that
+// already has an Authorization header. A 401 answer evicts the token and,
+// when the body can be replayed, the request is sent once more with a new
+// one; a callee that rejects that one too stops causing fetches for a
+// while.
 //
 // Transport never modifies the request it is given: it sends a copy. It is
 // safe for concurrent use and should be reused.
@@ -43,17 +45,17 @@ func NewTransport(base http.RoundTripper, sources ...*TokenSource) *Transport {
 	seen := map[string]*TokenSource{}
 	for i, s := range sources {
 		if s == nil {
-			t.err = fmt.Errorf("%w: NewTransport source %d is nil", ErrInvalidConfig, i)
+			t.err = fmt.Errorf("%w: NewTransport source %d is nil (was the error of Client.Source checked?)", ErrInvalidConfig, i)
 			return t
 		}
-		if len(s.routes) == 0 {
-			t.err = fmt.Errorf("%w: audience %q has no URL, so no request can be routed to it", ErrInvalidConfig, s.aud.Name)
+		if len(s.spec.routes) == 0 {
+			t.err = fmt.Errorf("%w: audience %q has no URL, so no request can be routed to it", ErrInvalidConfig, s.spec.aud.Name)
 			return t
 		}
-		for _, r := range s.routes {
+		for _, r := range s.spec.routes {
 			key := r.scheme + "://" + r.host + ":" + r.port + r.prefix
-			if other := seen[key]; other != nil && other.aud.Name != s.aud.Name {
-				t.err = fmt.Errorf("%w: audiences %q and %q both claim %s", ErrInvalidConfig, other.aud.Name, s.aud.Name, key)
+			if other := seen[key]; other != nil && other != s {
+				t.err = fmt.Errorf("%w: audiences %q and %q both claim %s", ErrInvalidConfig, other.spec.aud.Name, s.spec.aud.Name, key)
 				return t
 			}
 			seen[key] = s
@@ -65,42 +67,34 @@ func NewTransport(base http.RoundTripper, sources ...*TokenSource) *Transport {
 	return t
 }
 
-// match returns the source whose audience URL holds u, or nil.
-func (t *Transport) match(u *url.URL) *TokenSource {
-	for i := range t.routes {
-		if ok, _ := t.routes[i].matches(u); ok {
-			return t.routes[i].src
-		}
-	}
-	return nil
-}
-
 // RoundTrip implements http.RoundTripper. It fails, closing the request
 // body, when no token can be had for the request's audience.
-func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+func (t *Transport) RoundTrip(req *http.Request) (resp *http.Response, err error) {
+	// The RoundTripper contract: the request body is closed on every
+	// path, by the base once it has the request, by us until then.
+	handedOver := false
+	defer func() {
+		if !handedOver && req.Body != nil {
+			req.Body.Close()
+		}
+	}()
 	if t.err != nil {
-		closeBody(req)
 		return nil, t.err
 	}
 	if req.URL == nil {
-		closeBody(req)
 		return nil, errors.New("m2m: request has no URL")
 	}
-	src := t.match(req.URL)
+	src := requestRoute(t.routes, req)
 	if src == nil || len(req.Header["Authorization"]) > 0 {
+		handedOver = true
 		return t.base.RoundTrip(req)
 	}
-	e, err := src.resolve(req.Context())
+	e, st, err := src.get(req.Context())
 	if err != nil {
-		closeBody(req)
 		return nil, err
 	}
-	st, err := e.get(req.Context())
-	if err != nil {
-		closeBody(req)
-		return nil, err
-	}
-	resp, err := t.base.RoundTrip(withAuth(req, st.auth))
+	handedOver = true
+	resp, err = t.base.RoundTrip(withAuth(req, st.auth))
 	if err != nil || resp == nil || resp.StatusCode != http.StatusUnauthorized {
 		return resp, err
 	}
@@ -112,9 +106,12 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 // refetch), and if the request's body can be sent again (no body, or
 // GetBody) a new token is fetched and the request sent once more.
 // Otherwise, or if no new token can be had, the 401 is returned as it
-// came. It never loops.
+// came. If the new token is rejected too, the key stops evicting for a
+// while: the callee, not the token, is the problem. It never loops.
 func (t *Transport) replay(req *http.Request, e *entry, st *tokenState, resp *http.Response) (*http.Response, error) {
-	e.evict(st)
+	if !e.evict(st) && e.state.Load() == st {
+		return resp, nil // evictions are paused
+	}
 	if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {
 		return resp, nil
 	}
@@ -131,11 +128,17 @@ func (t *Transport) replay(req *http.Request, e *entry, st *tokenState, resp *ht
 		r2.Body = body
 	}
 	// Let the connection be reused: drain a little of the 401's body.
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
-	resp.Body.Close()
+	if resp.Body != nil {
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+		resp.Body.Close()
+	}
 	e.observe(Event{Kind: EventReplay})
 	e.log(slog.LevelInfo, "m2m: request answered 401, replayed once with a new token")
-	return t.base.RoundTrip(r2)
+	resp2, err := t.base.RoundTrip(r2)
+	if err == nil && resp2 != nil && resp2.StatusCode == http.StatusUnauthorized {
+		e.pauseEvictions()
+	}
+	return resp2, err
 }
 
 // withAuth returns a shallow copy of req with its own header map holding
@@ -155,12 +158,6 @@ func withAuth(req *http.Request, auth []string) *http.Request {
 	return r2
 }
 
-func closeBody(req *http.Request) {
-	if req != nil && req.Body != nil {
-		req.Body.Close()
-	}
-}
-
 // CloseIdleConnections closes the idle connections of the base transport,
 // if it has such a method; http.Client.CloseIdleConnections calls it.
 func (t *Transport) CloseIdleConnections() {
@@ -177,7 +174,7 @@ func (t *Transport) String() string {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		fmt.Fprintf(&b, "%s://%s:%s%s → %q", r.scheme, r.host, r.port, r.prefix, r.src.aud.Name)
+		fmt.Fprintf(&b, "%s://%s:%s%s → %q", r.scheme, r.host, r.port, r.prefix, r.src.spec.aud.Name)
 	}
 	b.WriteString("}")
 	return b.String()

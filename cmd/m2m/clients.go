@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"os"
 	"strings"
+
+	"github.com/m2mauth/m2m"
 	"text/tabwriter"
 	"time"
 
@@ -193,7 +195,7 @@ func runClients(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		method := "client_secret_basic"
 		if style, err := authStyle(*authMethod); err != nil {
 			return err
-		} else if style != 0 {
+		} else if style == m2m.AuthStyleInBody {
 			method = "client_secret_post"
 		}
 		c := oauthClient{Name: *name, Scope: strings.Join(scopes, " "), Audience: audiences, AuthMethod: method}

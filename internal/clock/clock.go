@@ -112,6 +112,23 @@ func (f *Fake) Timers() int {
 	return n
 }
 
+// NextTimer returns how long until the earliest NewTimer timer fires, and
+// false when none waits.
+func (f *Fake) NextTimer() (time.Duration, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var next time.Time
+	for _, t := range f.timers {
+		if t.ch != nil && (next.IsZero() || t.at.Before(next)) {
+			next = t.at
+		}
+	}
+	if next.IsZero() {
+		return 0, false
+	}
+	return next.Sub(f.now), true
+}
+
 // Advance moves the clock forward by d and fires the timers that are due.
 func (f *Fake) Advance(d time.Duration) {
 	f.mu.Lock()

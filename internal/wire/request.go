@@ -17,17 +17,6 @@ import (
 	"strings"
 )
 
-// Encoding selects the body format of a token request.
-type Encoding int
-
-const (
-	// Form is application/x-www-form-urlencoded (RFC 6749 §4.4.2).
-	Form Encoding = iota
-	// JSON is application/json with every value a string, the dialect
-	// SuperTokens documents. scope stays one space-separated string.
-	JSON
-)
-
 // Request is everything needed to build one token request.
 type Request struct {
 	TokenURL     string
@@ -36,16 +25,21 @@ type Request struct {
 	// SecretInBody sends client_id and client_secret as body parameters
 	// (client_secret_post) instead of HTTP Basic (client_secret_basic).
 	SecretInBody bool
-	Encoding     Encoding
-	Audience     string   // empty: no audience parameter
-	Scopes       []string // joined with spaces; empty: no scope parameter
-	Extra        url.Values
+	// JSON sends an application/json body with every value a string, the
+	// dialect SuperTokens documents (scope stays one space-separated
+	// string); otherwise the body is a form (RFC 6749 §4.4.2).
+	JSON     bool
+	Audience string   // empty: no audience parameter
+	Resource string   // RFC 8707 resource indicator; empty: none
+	Scopes   []string // joined with spaces; empty: no scope parameter
+	Extra    url.Values
 }
 
 // reserved are the parameters the SDK owns; Extra may not override them.
 var reserved = map[string]bool{
-	"grant_type": true, "scope": true, "audience": true,
+	"grant_type": true, "scope": true, "audience": true, "resource": true,
 	"client_id": true, "client_secret": true,
+	"client_assertion": true, "client_assertion_type": true,
 }
 
 // IsReserved reports whether name is a parameter the SDK sets itself.
@@ -59,6 +53,9 @@ func (r *Request) params() (keys []string, vals map[string][]string) {
 	}
 	if r.Audience != "" {
 		vals["audience"] = []string{r.Audience}
+	}
+	if r.Resource != "" {
+		vals["resource"] = []string{r.Resource}
 	}
 	if r.SecretInBody {
 		vals["client_id"] = []string{r.ClientID}
@@ -79,7 +76,7 @@ func (r *Request) params() (keys []string, vals map[string][]string) {
 // Body returns the encoded body and its content type.
 func (r *Request) Body() ([]byte, string, error) {
 	keys, vals := r.params()
-	if r.Encoding == JSON {
+	if r.JSON {
 		// Only string values: a JSON array for scope makes the real
 		// SuperTokens endpoint answer 500 ("scope.split is not a function").
 		var buf bytes.Buffer

@@ -9,6 +9,10 @@ import (
 	"time"
 )
 
+// ErrURLCredentials is CheckURL's error for a URL with user information;
+// callers refuse such a URL without echoing it.
+var ErrURLCredentials = errors.New("must not hold credentials")
+
 // CheckURL parses raw as an absolute http(s) URL without credentials or
 // fragment, and enforces https unless the host is loopback or
 // allowInsecure is set. Its errors say what is wrong but not which field.
@@ -23,7 +27,7 @@ func CheckURL(raw string, allowInsecure bool) (*url.URL, error) {
 	case u.Host == "" || u.Hostname() == "":
 		return nil, errors.New("has no host")
 	case u.User != nil:
-		return nil, errors.New("must not hold credentials")
+		return nil, ErrURLCredentials
 	case u.Fragment != "":
 		return nil, errors.New("must not have a fragment")
 	case u.Scheme == "http" && !allowInsecure && !IsLoopback(u.Hostname()):
@@ -32,11 +36,12 @@ func CheckURL(raw string, allowInsecure bool) (*url.URL, error) {
 	return u, nil
 }
 
-// IsLoopback reports whether host (without port) is "localhost", a name
-// under ".localhost", or a loopback IP address.
+// IsLoopback reports whether host (without port) is "localhost" itself or
+// a literal loopback IP address. A name under ".localhost" is not: a
+// resolver with search domains may send it elsewhere.
 func IsLoopback(host string) bool {
 	host = strings.TrimSuffix(strings.ToLower(host), ".")
-	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+	if host == "localhost" {
 		return true
 	}
 	ip := net.ParseIP(strings.Trim(host, "[]"))
@@ -44,14 +49,43 @@ func IsLoopback(host string) bool {
 }
 
 // NewHTTPClient returns an http.Client with a timeout that does not follow
-// redirects: a redirect could carry credentials to another host, or a
-// fetch from https down to http.
+// redirects (a redirect could carry credentials to another host, or a
+// fetch from https down to http), on a transport of its own: a clone of
+// http.DefaultTransport as the program started, so later app-wide changes
+// to it (a proxy, InsecureSkipVerify) do not touch requests that carry
+// credentials.
 func NewHTTPClient(timeout time.Duration) *http.Client {
 	return &http.Client{
-		Timeout:   timeout,
-		Transport: http.DefaultTransport,
-		CheckRedirect: func(*http.Request, []*http.Request) error {
-			return http.ErrUseLastResponse
-		},
+		Timeout:       timeout,
+		Transport:     defaultTransport.Clone(),
+		CheckRedirect: NoRedirects,
 	}
+}
+
+// defaultTransport is http.DefaultTransport as this package saw it first
+// (or, if something replaced it before, net/http's defaults).
+var defaultTransport = func() *http.Transport {
+	if t, ok := http.DefaultTransport.(*http.Transport); ok {
+		return t.Clone()
+	}
+	return &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          100,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+	}
+}()
+
+// NoRedirects is an http.Client CheckRedirect that stops at the first
+// redirect and returns it as the response.
+func NoRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// WithoutRedirects returns a shallow copy of hc that does not follow
+// redirects, whoever built hc.
+func WithoutRedirects(hc *http.Client) *http.Client {
+	c := *hc
+	c.CheckRedirect = NoRedirects
+	return &c
 }

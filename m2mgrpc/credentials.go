@@ -229,7 +229,7 @@ func tokenStatus(err error) error {
 	}
 	code := codes.Unauthenticated
 	if !errors.Is(err, m2m.ErrUndeclaredScope) && !errors.Is(err, m2m.ErrInvalidConfig) {
-		switch m2m.FailureKind(err) {
+		switch m2m.ClassifyError(err) {
 		case m2m.FailureNetwork, m2m.FailureTimeout, m2m.FailureServer, m2m.FailureRateLimited:
 			code = codes.Unavailable // the token endpoint may answer on a later try
 		}
@@ -239,12 +239,13 @@ func tokenStatus(err error) error {
 
 func normalHost(h string) string { return strings.TrimSuffix(strings.ToLower(h), ".") }
 
-// isLoopback reports whether host is "localhost", a name under
-// ".localhost", or a loopback IP address: the same rule m2m applies to
-// plain-http URLs.
+// isLoopback reports whether host is "localhost" itself or a literal
+// loopback IP address, the rule m2m applies to plain-http URLs. A name
+// under ".localhost" is not: a resolver with search domains may send it
+// elsewhere.
 func isLoopback(host string) bool {
 	host = normalHost(host)
-	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+	if host == "localhost" {
 		return true
 	}
 	ip := net.ParseIP(strings.Trim(host, "[]"))

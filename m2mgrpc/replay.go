@@ -30,8 +30,10 @@ func record(ctx context.Context, token string) {
 // m2m.Transport does for a 401: when an RPC that carried c's token is
 // refused with codes.Unauthenticated, the token is evicted if it is still
 // the cached one (concurrent refusals of the same token cause one fetch), a
-// new one is fetched, and the RPC is sent once more with it. It never
-// sends an RPC more than twice. Use it with c on the same connection:
+// new one is fetched, and the RPC is sent once more with it. If the new
+// token is refused too, the audience's key stops evicting for a while, as
+// with HTTP: the callee, not the token, is the problem. It never sends an
+// RPC more than twice. Use it with c on the same connection:
 //
 //	grpc.NewClient(target, grpc.WithPerRPCCredentials(c), grpc.WithChainUnaryInterceptor(c.Unary), …)
 //
@@ -42,10 +44,23 @@ func record(ctx context.Context, token string) {
 func (c *Credentials) Unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 	h := &sent{}
 	err := invoker(context.WithValue(ctx, sentKey{}, h), method, req, reply, cc, opts...)
-	if status.Code(err) != codes.Unauthenticated || !c.evict(ctx, method, h) {
+	if status.Code(err) != codes.Unauthenticated {
 		return err
 	}
-	return invoker(ctx, method, req, reply, cc, opts...)
+	var replayed bool
+	var rerr error
+	replay := func() error {
+		replayed = true
+		rerr = invoker(ctx, method, req, reply, cc, opts...)
+		return rerr
+	}
+	switch {
+	case !c.evict(ctx, method, h, replay):
+		return err
+	case replayed:
+		return rerr
+	}
+	return replay() // another RPC replaced the token first
 }
 
 // Stream is a grpc.StreamClientInterceptor that evicts c's token when a
@@ -57,11 +72,11 @@ func (c *Credentials) Stream(ctx context.Context, desc *grpc.StreamDesc, cc *grp
 	cs, err := streamer(context.WithValue(ctx, sentKey{}, h), desc, cc, method, opts...)
 	if err != nil {
 		if status.Code(err) == codes.Unauthenticated {
-			c.evict(ctx, method, h)
+			c.evict(ctx, method, h, nil)
 		}
 		return nil, err
 	}
-	return &evictingStream{ClientStream: cs, evict: func() { c.evict(ctx, method, h) }}, nil
+	return &evictingStream{ClientStream: cs, evict: func() { c.evict(ctx, method, h, nil) }}, nil
 }
 
 // evictingStream evicts the stream's token the first time the stream
@@ -82,46 +97,59 @@ func (s *evictingStream) RecvMsg(m any) error {
 
 // evict drops the token h recorded if it is still the cached one of the
 // RPC's scope set, and reports whether a different token is now cached.
+// When it evicts, it runs replay (if not nil) with the new token.
 //
 // m2m has no public eviction, so this goes through the documented 401
-// handling of an m2m.Transport, over a RoundTripper that answers 401 to the
-// rejected token and 200 to any other: the Transport evicts the token only
-// if it is still the cached one, fetches a new one, and reports the
-// eviction and replay to the Client's Observer as it does for HTTP.
-func (c *Credentials) evict(ctx context.Context, method string, h *sent) bool {
+// handling of an m2m.Transport, over a RoundTripper standing in for the
+// callee: it answers 401 to the refused token, and to the Transport's
+// replay with the new one it runs the RPC's replay and answers 401 if that
+// is refused too. The Transport thus evicts only a token that is still
+// cached, fetches once, pauses evictions when the new token is refused as
+// well, and reports all of it to the Client's Observer as for HTTP.
+func (c *Credentials) evict(ctx context.Context, method string, h *sent, replay func() error) bool {
 	p := h.token.Load()
 	if p == nil || c.evictURL == "" {
 		return false
 	}
-	rejected := *p
+	refused := *p
 	if scopes := c.methods[method]; scopes != nil {
 		ctx = m2m.WithScopes(ctx, scopes...)
 	}
-	if cur, err := c.src.TokenContext(ctx); err != nil || cur.AccessToken != rejected {
-		return err == nil // someone already replaced it
+	if cur, err := c.src.TokenContext(ctx); err != nil || cur.AccessToken != refused {
+		return err == nil // another RPC replaced it
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.evictURL, nil)
 	if err != nil {
 		return false
 	}
-	resp, err := m2m.NewTransport(rejectToken("Bearer "+rejected), c.src).RoundTrip(req)
+	resp, err := m2m.NewTransport(&standIn{refused: "Bearer " + refused, replay: replay}, c.src).RoundTrip(req)
 	if err != nil {
 		return false
 	}
 	resp.Body.Close()
 	cur, err := c.src.TokenContext(ctx)
-	return err == nil && cur.AccessToken != rejected
+	return err == nil && cur.AccessToken != refused
 }
 
-// rejectToken is a RoundTripper standing in for the callee: 401 to the
-// rejected Authorization value, 200 to any other. Nothing leaves the
-// process.
-type rejectToken string
+// standIn is the callee as an m2m.Transport sees it during evict. It runs
+// the RPC's replay at most once. Nothing leaves the process. The
+// Transport calls it from one goroutine, one call after the other.
+type standIn struct {
+	refused string
+	replay  func() error // nil once run
+}
 
-func (r rejectToken) RoundTrip(req *http.Request) (*http.Response, error) {
+func (s *standIn) RoundTrip(req *http.Request) (*http.Response, error) {
 	code := http.StatusOK
-	if req.Header.Get("Authorization") == string(r) {
+	switch {
+	case req.Header.Get("Authorization") == s.refused:
 		code = http.StatusUnauthorized
+	case s.replay != nil:
+		replay := s.replay
+		s.replay = nil
+		if status.Code(replay()) == codes.Unauthenticated {
+			code = http.StatusUnauthorized
+		}
 	}
 	return &http.Response{StatusCode: code, Header: http.Header{}, Body: http.NoBody, Request: req}, nil
 }

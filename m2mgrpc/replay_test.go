@@ -1,13 +1,16 @@
 package m2mgrpc_test
 
 import (
+	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/m2mauth/m2m"
 	"github.com/m2mauth/m2m/m2mgrpc"
 	"github.com/m2mauth/m2m/m2mgrpc/internal/authtest"
+	"github.com/m2mauth/m2m/verify"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc/codes"
@@ -140,4 +143,39 @@ func TestShortLivedTokensRenewed(t *testing.T) {
 		return failed != nil || distinct() >= 3
 	}, 25*time.Second, 20*time.Millisecond)
 	require.NoError(t, failed, "no RPC may carry an expired token")
+}
+
+// A callee that refuses fresh tokens too gets one replay; then the key
+// stops evicting for a while, so later refusals cause no more fetches.
+func TestCalleeRefusingEveryToken(t *testing.T) {
+	auth := startAuth(t)
+	ev := &events{}
+	// The pause lasts ErrorCacheTTL: long enough for a busy machine.
+	client, err := m2m.New(m2m.Config{TokenURL: auth.TokenURL, ClientID: authtest.ClientID, ClientSecret: authtest.ClientSecret,
+		Observer: ev, ErrorCacheTTL: time.Minute})
+	require.NoError(t, err)
+	defer client.Close()
+	v, err := verify.New(context.Background(), verify.Config{JWKSURL: auth.JWKSURL, Issuer: "https://someone-else.example", Audience: "event"})
+	require.NoError(t, err)
+	defer v.Close()
+	var decisions atomic.Int32
+	addr, _ := serve(t, newGuard(t, m2mgrpc.GuardConfig{Verifier: v, MethodScopes: eventScopes,
+		Observe: func(context.Context, string, error) { decisions.Add(1) }}))
+	src, err := client.Source(m2m.Audience{Name: "event", Scopes: []string{"event.create"}, URL: "http://" + addr})
+	require.NoError(t, err)
+	conn := dial(t, addr, withCreds(newCreds(t, m2mgrpc.CredentialsConfig{Source: src}))...)
+	ctx := ctxT(t)
+
+	_, err = conn.CreateEvent(ctx, "x")
+	assert.Equal(t, codes.Unauthenticated, status.Code(err))
+	assert.Equal(t, int32(2), decisions.Load(), "sent once more with a new token")
+	assert.Equal(t, 2, countRequests(auth, "event.create"))
+	assert.Equal(t, 1, ev.count(m2m.EventEvictionsPaused))
+
+	for range 3 {
+		_, err = conn.CreateEvent(ctx, "x")
+		assert.Equal(t, codes.Unauthenticated, status.Code(err))
+	}
+	assert.Equal(t, int32(5), decisions.Load(), "no replay while evictions are paused")
+	assert.Equal(t, 2, countRequests(auth, "event.create"), "no fetch while evictions are paused")
 }

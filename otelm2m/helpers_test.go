@@ -123,6 +123,10 @@ func (tel *telemetry) points(t testing.TB) map[string]float64 {
 				for _, p := range d.DataPoints {
 					out[m.Name+attrs(p.Attributes)] += float64(p.Value)
 				}
+			case metricdata.Gauge[int64]:
+				for _, p := range d.DataPoints {
+					out[m.Name+attrs(p.Attributes)] = float64(p.Value)
+				}
 			case metricdata.Histogram[float64]:
 				for _, p := range d.DataPoints {
 					out[m.Name+attrs(p.Attributes)] += float64(p.Count)

@@ -3,8 +3,8 @@
 //
 // An Observer is an m2m.Observer: pass it as m2m.Config.Observer and it
 // records the Client's token fetches (duration, outcome, failure kind,
-// attempts), cache hits and stale serves, retries, evictions and replays as
-// metrics, and each fetch as a client span. A Verifier wraps a
+// attempts), cache hits and stale serves, retries, evictions, replays,
+// eviction pauses and its shared store's state as metrics, and each fetch as a client span. A Verifier wraps a
 // *verify.Verifier and counts its accept and reject decisions by reason.
 // Attributes name the audience and the outcome, never a token or a secret.
 //
@@ -24,11 +24,16 @@
 //	m2m.client.token.cache.hits      counter, {token}     m2m.audience, m2m.token.state (fresh, stale)
 //	m2m.client.token.evictions       counter, {token}     m2m.audience
 //	m2m.client.token.replays         counter, {request}   m2m.audience
+//	m2m.client.token.eviction_pauses counter, {pause}     m2m.audience
+//	m2m.client.token.store.hits      counter, {token}     m2m.audience
+//	m2m.client.token.store.available gauge, 1 or 0        (none)
 //	m2m.server.token.verifications   counter, {token}     m2m.audience, m2m.outcome, error.type
 //
 // m2m.outcome is "success" or "failure" for fetches, "accepted" or
 // "rejected" for verifications; error.type is the failure kind
-// (m2m.FailureKind) or the rejection reason.
+// (m2m.FailureKind) or the rejection reason. The store gauge is 0 after
+// m2m.EventStoreDown and 1 after m2m.EventStoreUp (absent until the
+// first); it has no audience, as the Client's store serves them all.
 package otelm2m
 
 import (
@@ -95,6 +100,9 @@ type Observer struct {
 	retries       metric.Int64Counter
 	evictions     metric.Int64Counter
 	replays       metric.Int64Counter
+	pauses        metric.Int64Counter
+	storeHits     metric.Int64Counter
+	storeUp       metric.Int64Gauge
 	hits          metric.Int64ObservableCounter
 	reg           metric.Registration
 
@@ -154,6 +162,11 @@ func NewObserver(cfg Config) (*Observer, error) {
 	o.retries = mk("m2m.client.token.retries", "{retry}", "Token requests retried within a fetch, by failure kind.")
 	o.evictions = mk("m2m.client.token.evictions", "{token}", "Tokens dropped because a callee refused them.")
 	o.replays = mk("m2m.client.token.replays", "{request}", "Requests sent again with a new token after a refusal.")
+	o.pauses = mk("m2m.client.token.eviction_pauses", "{pause}", "Times a key stopped evicting because a callee refused fresh tokens too.")
+	o.storeHits = mk("m2m.client.token.store.hits", "{token}", "Tokens taken from the shared store instead of fetched.")
+	o.storeUp, err = m.Int64Gauge("m2m.client.token.store.available", metric.WithUnit("1"),
+		metric.WithDescription("1 while the shared token store answers, 0 after it failed."))
+	errs = append(errs, err)
 	o.hits, err = m.Int64ObservableCounter("m2m.client.token.cache.hits", metric.WithUnit("{token}"),
 		metric.WithDescription("Tokens handed out from the cache without waiting, fresh or stale."))
 	errs = append(errs, err)
@@ -196,16 +209,24 @@ func (o *Observer) Observe(ev m2m.Event) {
 		o.evictions.Add(context.Background(), 1, a.plain...)
 	case m2m.EventReplay:
 		o.replays.Add(context.Background(), 1, a.plain...)
+	case m2m.EventEvictionsPaused:
+		o.pauses.Add(context.Background(), 1, a.plain...)
+	case m2m.EventStoreHit:
+		o.storeHits.Add(context.Background(), 1, a.plain...)
+	case m2m.EventStoreDown:
+		o.storeUp.Record(context.Background(), 0)
+	case m2m.EventStoreUp:
+		o.storeUp.Record(context.Background(), 1)
 	}
 }
 
 // failureType is the error.type of a failure event.
 func failureType(ev m2m.Event) string {
 	if ev.Failure != "" {
-		return ev.Failure
+		return string(ev.Failure)
 	}
-	if k := m2m.FailureKind(ev.Err); k != "" {
-		return k
+	if k := m2m.ClassifyError(ev.Err); k != "" {
+		return string(k)
 	}
 	return "_OTHER"
 }

@@ -165,13 +165,23 @@ func TestObserveEvents(t *testing.T) {
 	tel.obs.Observe(m2m.Event{Kind: m2m.EventKind(1000), Audience: "event"})
 	tel.obs.Observe(m2m.Event{Kind: 0})
 	tel.obs.Observe(m2m.Event{Kind: m2m.EventFailure, Audience: "", Duration: 2 * time.Second, Attempts: 1})
+	tel.obs.Observe(m2m.Event{Kind: m2m.EventEvictionsPaused, Audience: "event", Duration: 2 * time.Second})
+	tel.obs.Observe(m2m.Event{Kind: m2m.EventStoreHit, Audience: "event"})
+	tel.obs.Observe(m2m.Event{Kind: m2m.EventStoreHit, Audience: "file"})
+	tel.obs.Observe(m2m.Event{Kind: m2m.EventStoreDown, Audience: "event"})
 
 	assert.Equal(t, map[string]float64{
 		"m2m.client.token.cache.hits{m2m.audience=event,m2m.token.state=stale}":                3,
 		"m2m.client.token.cache.hits{m2m.audience=event,m2m.token.state=fresh}":                1,
 		"m2m.client.token.fetches{error.type=_OTHER,m2m.audience=,m2m.outcome=failure}":        1,
 		"m2m.client.token.fetch.duration{error.type=_OTHER,m2m.audience=,m2m.outcome=failure}": 1,
+		"m2m.client.token.eviction_pauses{m2m.audience=event}":                                 1,
+		"m2m.client.token.store.hits{m2m.audience=event}":                                      1,
+		"m2m.client.token.store.hits{m2m.audience=file}":                                       1,
+		"m2m.client.token.store.available{}":                                                   0,
 	}, tel.points(t))
+	tel.obs.Observe(m2m.Event{Kind: m2m.EventStoreUp, Audience: "file"})
+	assert.Equal(t, 1.0, tel.points(t)["m2m.client.token.store.available{}"], "the store's state has no audience")
 	spans := tel.spans.Ended()
 	require.Len(t, spans, 1)
 	assert.Equal(t, 2*time.Second, spans[0].EndTime().Sub(spans[0].StartTime()), "the span covers the fetch's Duration")

@@ -140,9 +140,9 @@ func NewCredentials(cfg CredentialsConfig) (*Credentials, error) {
 		}
 		hp := hostPort{host: normalHost(u.Hostname()), port: u.Port()}
 		if hp.port == "" {
-			hp.port = map[string]string{"http": "80"}[u.Scheme]
-			if hp.port == "" {
-				hp.port = "443"
+			hp.port = "443"
+			if u.Scheme == "http" {
+				hp.port = "80"
 			}
 		}
 		c.routes = append(c.routes, hp)

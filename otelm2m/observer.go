@@ -58,14 +58,14 @@ import (
 // ScopeName is the instrumentation scope of the meters and tracers.
 const ScopeName = "github.com/m2mauth/m2m/otelm2m"
 
-// Attribute keys.
+// The attribute keys the Observer and the Verifier record.
 const (
-	AttrAudience   = attribute.Key("m2m.audience")
-	AttrOutcome    = attribute.Key("m2m.outcome")
-	AttrTokenState = attribute.Key("m2m.token.state")
-	AttrScopes     = attribute.Key("m2m.scopes")
-	AttrAttempts   = attribute.Key("m2m.token.attempts")
-	AttrErrorType  = attribute.Key("error.type")
+	AttrAudience   = attribute.Key("m2m.audience")       // the audience name, as m2m.Audience.Name
+	AttrOutcome    = attribute.Key("m2m.outcome")        // success or failure; accepted or rejected
+	AttrTokenState = attribute.Key("m2m.token.state")    // fresh or stale, for cache hits
+	AttrScopes     = attribute.Key("m2m.scopes")         // the fetched scope set, space-separated (spans only)
+	AttrAttempts   = attribute.Key("m2m.token.attempts") // token requests of a fetch (spans only)
+	AttrErrorType  = attribute.Key("error.type")         // the failure kind or rejection reason
 )
 
 // ErrInvalidConfig is wrapped by every error NewObserver and NewVerifier

@@ -61,19 +61,27 @@ func TestDiscovery(t *testing.T) {
 		{name: "RFC 8414", paths: []string{"/.well-known/oauth-authorization-server"}, doc: standard(nil)},
 		{name: "OpenID only", paths: []string{"/.well-known/openid-configuration"}, doc: standard(nil)},
 		{name: "RFC 8414 with an issuer path", paths: []string{"/.well-known/oauth-authorization-server/tenant"}, issuerPath: "/tenant",
-			doc: func(issuer string) map[string]any { return map[string]any{"issuer": issuer + "/tenant", "token_endpoint": issuer + "/token"} }},
+			doc: func(issuer string) map[string]any {
+				return map[string]any{"issuer": issuer + "/tenant", "token_endpoint": issuer + "/token"}
+			}},
 		{name: "OpenID with an issuer path", paths: []string{"/tenant/.well-known/openid-configuration"}, issuerPath: "/tenant",
-			doc: func(issuer string) map[string]any { return map[string]any{"issuer": issuer + "/tenant", "token_endpoint": issuer + "/token"} }},
+			doc: func(issuer string) map[string]any {
+				return map[string]any{"issuer": issuer + "/tenant", "token_endpoint": issuer + "/token"}
+			}},
 		{name: "basic preferred", paths: []string{"/.well-known/oauth-authorization-server"},
 			doc: standard(map[string]any{"token_endpoint_auth_methods_supported": []string{"client_secret_post", "client_secret_basic"}})},
 		{name: "post only", paths: []string{"/.well-known/oauth-authorization-server"}, inBody: true,
 			doc: standard(map[string]any{"token_endpoint_auth_methods_supported": []string{"private_key_jwt", "client_secret_post"}})},
 		{name: "another issuer", paths: []string{"/.well-known/oauth-authorization-server"}, err: "is not the configured",
-			doc: func(issuer string) map[string]any { return map[string]any{"issuer": issuer + "/", "token_endpoint": issuer + "/token"} }},
+			doc: func(issuer string) map[string]any {
+				return map[string]any{"issuer": issuer + "/", "token_endpoint": issuer + "/token"}
+			}},
 		{name: "no token endpoint", paths: []string{"/.well-known/openid-configuration"}, err: "no token_endpoint",
 			doc: func(issuer string) map[string]any { return map[string]any{"issuer": issuer} }},
 		{name: "plain http token endpoint elsewhere", paths: []string{"/.well-known/openid-configuration"}, err: "plain http",
-			doc: func(issuer string) map[string]any { return map[string]any{"issuer": issuer, "token_endpoint": "http://auth.test/token"} }},
+			doc: func(issuer string) map[string]any {
+				return map[string]any{"issuer": issuer, "token_endpoint": "http://auth.test/token"}
+			}},
 		{name: "no metadata", paths: nil, doc: standard(nil), err: "openid-configuration"},
 		{name: "oversized", paths: []string{"/.well-known/oauth-authorization-server"}, err: "larger than",
 			doc: standard(map[string]any{"padding": strings.Repeat("x", maxMetadata)})},

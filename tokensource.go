@@ -104,7 +104,9 @@ func newClient(cfg Config, clk clock.Clock, rnd func() float64) (*Client, error)
 	if cfg.HTTPClient != nil {
 		e.hc = wire.WithoutRedirects(cfg.HTTPClient)
 	} else {
-		e.hc = wire.NewHTTPClient(30 * time.Second)
+		// No client timeout: every request is bounded by AttemptTimeout on
+		// the Client's clock, and a second deadline per request costs.
+		e.hc = wire.NewHTTPClient(0)
 	}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
@@ -122,19 +124,15 @@ func newClient(cfg Config, clk clock.Clock, rnd func() float64) (*Client, error)
 	return c, nil
 }
 
-// goTracked runs f in a goroutine that Close waits for; false (and f not
-// run) once the Client is closed.
-func (e *env) goTracked(f func()) bool {
+// addFetch registers one fetch that Close waits for (the caller calls
+// wg.Done when it ends); false once the Client is closed.
+func (e *env) addFetch() bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed.Load() {
 		return false
 	}
 	e.wg.Add(1)
-	go func() {
-		defer e.wg.Done()
-		f()
-	}()
 	return true
 }
 

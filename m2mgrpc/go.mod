@@ -1,6 +1,6 @@
 module github.com/m2mauth/m2m/m2mgrpc
 
-go 1.26.8
+go 1.26.0
 
 replace github.com/m2mauth/m2m => ../
 

@@ -187,6 +187,15 @@ func (o *Observer) Close() error { return o.reg.Unregister() }
 
 // Observe implements m2m.Observer.
 func (o *Observer) Observe(ev m2m.Event) {
+	if ev.Kind == m2m.EventCacheHit { // the hot path, o.audience inlined
+		p := unsafe.StringData(ev.Audience)
+		for _, s := range *o.slots.Load() {
+			if s.p == p && len(s.name) == len(ev.Audience) {
+				s.a.fresh.add()
+				return
+			}
+		}
+	}
 	a := o.audience(ev.Audience)
 	switch ev.Kind {
 	case m2m.EventCacheHit:

@@ -15,7 +15,6 @@ require (
 )
 
 require (
-	github.com/MicahParks/keyfunc/v3 v3.9.1 // indirect
 	go.yaml.in/yaml/v3 v3.0.5 // indirect
 	golang.org/x/net v0.60.0 // indirect
 	golang.org/x/oauth2 v0.38.0 // indirect

@@ -37,10 +37,12 @@ type GuardConfig struct {
 	Public []string
 	// Observe, when set, is called once per RPC with the full method name
 	// and nil when the RPC was let through, or the error it was refused
-	// for: one that wraps verify.ErrNoToken, verify.ErrInvalidToken (and
-	// the specific reason, such as verify.ErrExpired), or
-	// verify.ErrInsufficientScope (and ErrUnlistedMethod for an unlisted
-	// method). It is for metrics and audit logs; it runs on the RPC's
+	// for: one that wraps verify.ErrNoToken or verify.ErrInvalidRequest
+	// (no token, or more than one), verify.ErrInvalidToken (and the
+	// specific reason, such as verify.ErrExpired), verify.ErrInsufficientScope
+	// (and ErrUnlistedMethod for an unlisted method), or an error of the
+	// verifier that could not decide (verify.ErrIntrospection, a context
+	// error), which the RPC gets as codes.Unavailable. It is for metrics and audit logs; it runs on the RPC's
 	// goroutine and must not block. Public methods are not reported.
 	// Optional.
 	Observe func(ctx context.Context, fullMethod string, err error)
@@ -52,8 +54,10 @@ type GuardConfig struct {
 //	grpc.NewServer(grpc.ChainUnaryInterceptor(g.Unary), grpc.ChainStreamInterceptor(g.Stream))
 //
 // An RPC without a valid token fails with codes.Unauthenticated, one whose
-// token lacks a scope of its method with codes.PermissionDenied; the
-// status message names the rule that failed and never holds the token. A
+// token lacks a scope of its method with codes.PermissionDenied, and one
+// whose token the verifier could not check (its introspection endpoint
+// failed) with codes.Unavailable; the status message names the rule that
+// failed and never holds the token. A
 // handler finds the token's claims with verify.ClaimsFromContext.
 //
 // Guard is safe for concurrent use and should be reused.
@@ -187,7 +191,8 @@ func (e *scopeError) Unwrap() error { return verify.ErrInsufficientScope }
 
 // bearer returns the token of the RPC's one "authorization: Bearer …"
 // metadata value (the scheme is case-insensitive, RFC 7235 §2.1), or an
-// error wrapping verify.ErrNoToken.
+// error wrapping verify.ErrNoToken (none) or verify.ErrInvalidRequest
+// (more than one).
 func bearer(ctx context.Context) (string, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
 	vals := md.Get("authorization")
@@ -195,7 +200,7 @@ func bearer(ctx context.Context) (string, error) {
 	case len(vals) == 0:
 		return "", fmt.Errorf("%w: no authorization metadata", verify.ErrNoToken)
 	case len(vals) > 1:
-		return "", fmt.Errorf("%w: more than one authorization value", verify.ErrNoToken)
+		return "", fmt.Errorf("%w: more than one authorization value", verify.ErrInvalidRequest)
 	}
 	scheme, tok, ok := strings.Cut(vals[0], " ")
 	tok = strings.TrimLeft(tok, " ")
@@ -209,7 +214,7 @@ func bearer(ctx context.Context) (string, error) {
 // for; their text is safe to show.
 var reasons = []error{verify.ErrTokenTooLarge, verify.ErrMalformed, verify.ErrUnsupportedHeader, verify.ErrAlgorithm,
 	verify.ErrUnknownKey, verify.ErrSignature, verify.ErrExpired, verify.ErrNotYetValid, verify.ErrMissingClaim,
-	verify.ErrAudience, verify.ErrIssuer, verify.ErrTokenType, verify.ErrScopeClaim, verify.ErrClientID}
+	verify.ErrAudience, verify.ErrIssuer, verify.ErrTokenType, verify.ErrScopeClaim, verify.ErrClientID, verify.ErrInactive}
 
 // toStatus turns a refusal into a status whose message names the rule
 // that failed and never the token or its claims.
@@ -217,6 +222,14 @@ func toStatus(err error) error {
 	switch {
 	case errors.Is(err, verify.ErrNoToken):
 		return status.Error(codes.Unauthenticated, "m2mgrpc: a bearer token is required")
+	case errors.Is(err, verify.ErrInvalidRequest):
+		return status.Error(codes.Unauthenticated, "m2mgrpc: send one authorization value")
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return status.FromContextError(err).Err()
+	case !errors.Is(err, verify.ErrInvalidToken) && !errors.Is(err, verify.ErrInsufficientScope):
+		// The verifier could not decide (verify.ErrIntrospection): not the
+		// caller's fault, and worth another try.
+		return status.Error(codes.Unavailable, "m2mgrpc: the token could not be checked now")
 	case errors.Is(err, ErrUnlistedMethod):
 		return status.Error(codes.PermissionDenied, "m2mgrpc: this method is not open to any token")
 	case errors.Is(err, verify.ErrInsufficientScope):

@@ -65,7 +65,7 @@ func TestGuard(t *testing.T) {
 		{"no token", nil, calendarpb.CreateEvent, codes.Unauthenticated, "m2mgrpc: a bearer token is required", verify.ErrNoToken},
 		{"not bearer", []string{"Basic " + good}, calendarpb.CreateEvent, codes.Unauthenticated, "a bearer token is required", verify.ErrNoToken},
 		{"empty bearer", []string{"Bearer "}, calendarpb.CreateEvent, codes.Unauthenticated, "a bearer token is required", verify.ErrNoToken},
-		{"two values", []string{"Bearer " + good, "Bearer " + good}, calendarpb.CreateEvent, codes.Unauthenticated, "a bearer token is required", verify.ErrNoToken},
+		{"two values", []string{"Bearer " + good, "Bearer " + good}, calendarpb.CreateEvent, codes.Unauthenticated, "m2mgrpc: send one authorization value", verify.ErrInvalidRequest},
 		{"malformed", []string{"Bearer not-a-jwt"}, calendarpb.CreateEvent, codes.Unauthenticated, "m2mgrpc: invalid token: malformed token", verify.ErrMalformed},
 		{"expired", []string{"Bearer " + auth.Mint("event", []string{"event.create"}, time.Now().Add(-time.Hour))}, calendarpb.CreateEvent,
 			codes.Unauthenticated, "m2mgrpc: invalid token: token expired", verify.ErrExpired},

@@ -13,43 +13,67 @@ import (
 	"go.opentelemetry.io/otel/metric"
 )
 
-// Rejection reasons, the error.type of m2m.server.token.verifications.
+// reasons are the error.type values of m2m.server.token.verifications,
+// each with the verify error it stands for and its outcome: "rejected"
+// when the token or the request was refused, "error" when the verifier
+// could not decide.
 var reasons = []struct {
-	err  error
-	name string
+	err     error
+	name    string
+	outcome string
 }{
-	{verify.ErrNoToken, "no_token"},
-	{verify.ErrInsufficientScope, "insufficient_scope"},
-	{verify.ErrTokenTooLarge, "too_large"},
-	{verify.ErrMalformed, "malformed"},
-	{verify.ErrUnsupportedHeader, "unsupported_header"},
-	{verify.ErrAlgorithm, "algorithm"},
-	{verify.ErrUnknownKey, "unknown_key"},
-	{verify.ErrSignature, "signature"},
-	{verify.ErrExpired, "expired"},
-	{verify.ErrNotYetValid, "not_yet_valid"},
-	{verify.ErrMissingClaim, "missing_claim"},
-	{verify.ErrAudience, "audience"},
-	{verify.ErrIssuer, "issuer"},
-	{verify.ErrTokenType, "token_type"},
-	{verify.ErrScopeClaim, "scope_claim"},
-	{verify.ErrClientID, "client_id"},
+	{verify.ErrNoToken, "no_token", "rejected"},
+	{verify.ErrInvalidRequest, "invalid_request", "rejected"},
+	{verify.ErrInsufficientScope, "insufficient_scope", "rejected"},
+	{verify.ErrTokenTooLarge, "too_large", "rejected"},
+	{verify.ErrMalformed, "malformed", "rejected"},
+	{verify.ErrUnsupportedHeader, "unsupported_header", "rejected"},
+	{verify.ErrAlgorithm, "algorithm", "rejected"},
+	{verify.ErrUnknownKey, "unknown_key", "rejected"},
+	{verify.ErrSignature, "signature", "rejected"},
+	{verify.ErrExpired, "expired", "rejected"},
+	{verify.ErrNotYetValid, "not_yet_valid", "rejected"},
+	{verify.ErrMissingClaim, "missing_claim", "rejected"},
+	{verify.ErrAudience, "audience", "rejected"},
+	{verify.ErrIssuer, "issuer", "rejected"},
+	{verify.ErrTokenType, "token_type", "rejected"},
+	{verify.ErrScopeClaim, "scope_claim", "rejected"},
+	{verify.ErrClientID, "client_id", "rejected"},
+	{verify.ErrInactive, "inactive", "rejected"},
+	{verify.ErrInvalidToken, "_OTHER", "rejected"}, // a rejection of a kind this list does not know
+	{verify.ErrIntrospection, "introspection", "error"},
 }
 
-// Reason returns the error.type a Verifier records for err: "" for nil,
-// one of "no_token", "insufficient_scope", "expired", "signature",
-// "audience", … for verify's errors (matched with errors.Is), and "_OTHER"
-// for anything else.
+// The reason and outcome of an error verify does not define: a context
+// error, or a verifier's own failure.
+const (
+	otherReason  = "_OTHER"
+	otherOutcome = "error"
+)
+
+// Reason returns the error.type a Verifier records for err: "" for nil;
+// for verify's errors (matched with errors.Is) one of "no_token",
+// "invalid_request", "insufficient_scope", "expired", "signature",
+// "audience", …, "inactive", or "introspection" when the verifier could
+// not decide; "_OTHER" for anything else.
 func Reason(err error) string {
 	if err == nil {
 		return ""
 	}
-	for _, r := range reasons {
+	if i := classify(err); i >= 0 {
+		return reasons[i].name
+	}
+	return otherReason
+}
+
+// classify returns the index in reasons of err, -1 if none fits.
+func classify(err error) int {
+	for i, r := range reasons {
 		if errors.Is(err, r.err) {
-			return r.name
+			return i
 		}
 	}
-	return "_OTHER"
+	return -1
 }
 
 // VerifierConfig configures a Verifier. The zero value of every field is
@@ -64,14 +88,16 @@ type VerifierConfig struct {
 }
 
 // Verifier wraps a *verify.Verifier and counts its decisions in
-// m2m.server.token.verifications, by outcome ("accepted", "rejected") and
-// rejection reason (see Reason). Recording allocates nothing. It is safe
-// for concurrent use and should be reused.
+// m2m.server.token.verifications, by outcome ("accepted", "rejected", or
+// "error" when the verifier could not decide) and reason (see Reason).
+// Recording allocates nothing. It is safe for concurrent use and should
+// be reused.
 type Verifier struct {
 	v        *verify.Verifier
 	count    metric.Int64Counter
 	accepted []metric.AddOption
-	rejected map[string][]metric.AddOption // by reason; read-only
+	refused  [][]metric.AddOption // by index in reasons; read-only
+	other    []metric.AddOption
 }
 
 // NewVerifier returns a Verifier recording v's decisions.
@@ -89,20 +115,15 @@ func NewVerifier(v *verify.Verifier, cfg VerifierConfig) (*Verifier, error) {
 		return nil, fmt.Errorf("otelm2m: creating instruments: %w", err)
 	}
 	aud := AttrAudience.String(cfg.Audience)
-	w := &Verifier{v: v, count: c, rejected: map[string][]metric.AddOption{},
+	set := func(outcome, name string) []metric.AddOption {
+		return []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(aud, AttrOutcome.String(outcome), AttrErrorType.String(name)))}
+	}
+	w := &Verifier{v: v, count: c, other: set(otherOutcome, otherReason),
 		accepted: []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(aud, AttrOutcome.String("accepted")))}}
-	for _, name := range append(reasonNames(), "_OTHER") {
-		w.rejected[name] = []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(aud, AttrOutcome.String("rejected"), AttrErrorType.String(name)))}
+	for _, r := range reasons {
+		w.refused = append(w.refused, set(r.outcome, r.name))
 	}
 	return w, nil
-}
-
-func reasonNames() []string {
-	names := make([]string, 0, len(reasons))
-	for _, r := range reasons {
-		names = append(names, r.name)
-	}
-	return names
 }
 
 // Verify calls the wrapped verifier's Verify and records its decision.
@@ -113,13 +134,17 @@ func (w *Verifier) Verify(ctx context.Context, raw string) (*verify.Claims, erro
 }
 
 // Record counts a decision made elsewhere: nil is accepted, an error is
-// rejected for Reason(err).
+// rejected (or an error of the verifier) for Reason(err).
 func (w *Verifier) Record(ctx context.Context, err error) {
 	if err == nil {
 		w.count.Add(ctx, 1, w.accepted...)
 		return
 	}
-	w.count.Add(ctx, 1, w.rejected[Reason(err)]...)
+	if i := classify(err); i >= 0 {
+		w.count.Add(ctx, 1, w.refused[i]...)
+		return
+	}
+	w.count.Add(ctx, 1, w.other...)
 }
 
 // ObserveRPC records an m2mgrpc Guard's decision; its signature is that of

@@ -114,16 +114,20 @@ func TestVerifierRecord(t *testing.T) {
 	_, err = ov.Verify(ctx, "x.y.z")
 	require.ErrorIs(t, err, verify.ErrInvalidToken)
 	ov.Record(ctx, errors.New("something else"))
+	ov.Record(ctx, fmt.Errorf("%w: 503", verify.ErrIntrospection))
 	ov.ObserveRPC(ctx, "/calendar.v1.Calendar/CreateEvent", fmt.Errorf("wrapped: %w", verify.ErrInsufficientScope))
 	ov.ObserveRPC(ctx, "/calendar.v1.Calendar/CreateEvent", nil)
 
 	assert.Equal(t, map[string]float64{
 		"m2m.server.token.verifications{m2m.audience=event,m2m.outcome=accepted}":                               2,
 		"m2m.server.token.verifications{error.type=malformed,m2m.audience=event,m2m.outcome=rejected}":          1,
-		"m2m.server.token.verifications{error.type=_OTHER,m2m.audience=event,m2m.outcome=rejected}":             1,
+		"m2m.server.token.verifications{error.type=_OTHER,m2m.audience=event,m2m.outcome=error}":                1,
+		"m2m.server.token.verifications{error.type=introspection,m2m.audience=event,m2m.outcome=error}":         1,
 		"m2m.server.token.verifications{error.type=insufficient_scope,m2m.audience=event,m2m.outcome=rejected}": 1,
 	}, tel.points(t))
-	assert.Zero(t, testing.AllocsPerRun(100, func() { ov.Record(ctx, verify.ErrExpired) }))
+	for _, err := range []error{nil, verify.ErrExpired, errors.New("other")} {
+		assert.Zero(t, testing.AllocsPerRun(100, func() { ov.Record(ctx, err) }))
+	}
 }
 
 func TestReason(t *testing.T) {
@@ -137,6 +141,9 @@ func TestReason(t *testing.T) {
 		{fmt.Errorf("%w: %w", verify.ErrInvalidToken, verify.ErrUnknownKey), "unknown_key"},
 		{fmt.Errorf("%w: %w", verify.ErrInsufficientScope, errors.New("unlisted method")), "insufficient_scope"},
 		{verify.ErrInvalidToken, "_OTHER"},
+		{fmt.Errorf("%w: two headers", verify.ErrInvalidRequest), "invalid_request"},
+		{fmt.Errorf("%w: %w", verify.ErrInvalidToken, verify.ErrInactive), "inactive"},
+		{verify.ErrIntrospection, "introspection"},
 		{context.Canceled, "_OTHER"},
 	} {
 		t.Run(fmt.Sprint(tt.err), func(t *testing.T) { assert.Equal(t, tt.want, otelm2m.Reason(tt.err)) })

@@ -14,6 +14,10 @@ echo "# $(date -u +%Y-%m-%d) $(go version | cut -d' ' -f3-4), $(nproc) cores, $(
 go test -run '^$' -bench '^Benchmark(Token|TokenParallel|RoundTrip|Fetch)$' -benchmem -count "${COUNT:-5}" . | tee -a "$raw"
 go test -run '^$' -bench '^BenchmarkColdBurst' -benchmem -benchtime 5x -count 3 . | tee -a "$raw"
 go test -run '^$' -bench '^BenchmarkVerify$' -benchmem -count "${COUNT:-5}" ./verify/ | tee -a "$raw"
+# verify against the other Go JWT verifiers (a nested module, so they never
+# enter the SDK's go.mod): each alone beside the floor, then each paired
+# call by call with the floor (the robust ratio on a busy machine).
+(cd bench/verifypeers && go test -run '^$' -bench '^BenchmarkVerify(NewToken|Paired)$' -benchmem -count "${COUNT:-5}" .) | tee -a "$raw"
 # The OpenTelemetry observer's overhead on a cache hit: TokenContext with
 # the otelm2m Observer vs without one (floor-bare), in the same process.
 (cd otelm2m && go test -run '^$' -bench '^BenchmarkOTelTokenContext' -benchmem -count "${COUNT:-5}" .) | tee -a "$raw"

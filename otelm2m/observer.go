@@ -29,11 +29,12 @@
 //	m2m.client.token.store.available gauge, 1 or 0        (none)
 //	m2m.server.token.verifications   counter, {token}     m2m.audience, m2m.outcome, error.type
 //
-// m2m.outcome is "success" or "failure" for fetches, "accepted",
-// "rejected" or "error" (the verifier could not decide) for verifications; error.type is the failure kind
-// (m2m.FailureKind) or the rejection reason. The store gauge is 0 after
-// m2m.EventStoreDown and 1 after m2m.EventStoreUp (absent until the
-// first); it has no audience, as the Client's store serves them all.
+// m2m.outcome is "success" or "failure" for fetches, and "accepted",
+// "rejected" or "error" (the verifier could not decide) for
+// verifications; error.type is the failure kind (m2m.FailureKind) or the
+// reason (see Reason). The store gauge is 0 after m2m.EventStoreDown and 1
+// after m2m.EventStoreUp (absent until the first); it has no audience, as
+// the Client's store serves them all.
 package otelm2m
 
 import (

@@ -3,6 +3,8 @@ package m2mgrpc_test
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
@@ -169,4 +171,26 @@ func TestNewGuard(t *testing.T) {
 			assert.True(t, errors.Is(err, m2mgrpc.ErrInvalidConfig), "%v", err)
 		})
 	}
+}
+
+// When the verifier cannot decide (its introspection endpoint fails), the
+// RPC gets Unavailable, not a verdict on its token.
+func TestGuardVerifierCannotDecide(t *testing.T) {
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer down.Close()
+	v, err := verify.New(context.Background(), verify.Config{IntrospectionURL: down.URL, IntrospectionClientID: "calendar",
+		IntrospectionClientSecret: "calendar-secret", Audience: "event"})
+	require.NoError(t, err)
+	defer v.Close()
+	d := &decisions{errs: map[string]error{}}
+	addr, cal := serve(t, newGuard(t, m2mgrpc.GuardConfig{Verifier: v, MethodScopes: eventScopes, Observe: d.observe}))
+
+	ctx := metadata.AppendToOutgoingContext(ctxT(t), "authorization", "Bearer opaque-token-value")
+	_, err = dial(t, addr).CreateEvent(ctx, "x")
+	assert.Equal(t, codes.Unavailable, status.Code(err), "%v", err)
+	assert.Equal(t, "m2mgrpc: the token could not be checked now", status.Convert(err).Message())
+	assert.ErrorIs(t, d.last(calendarpb.CreateEvent), verify.ErrIntrospection)
+	assert.Empty(t, cal.seen())
 }

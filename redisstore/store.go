@@ -4,8 +4,10 @@
 //
 // It works with every go-redis UniversalClient (a single node, Sentinel,
 // Cluster or a Ring). Every operation touches one Redis key, so none
-// crosses a Cluster slot. The client must be created with
-// ContextTimeoutEnabled, so that m2m's Config.StoreTimeout bounds each call:
+// crosses a Cluster slot. Every call returns when its context ends (m2m's
+// Config.StoreTimeout, 50 ms by default), however slowly Redis answers;
+// ContextTimeoutEnabled on the client also frees the connection then,
+// instead of at the client's ReadTimeout:
 //
 //	rdb := redis.NewClient(&redis.Options{Addr: "redis:6379", ContextTimeoutEnabled: true})
 //	store, err := redisstore.New(rdb, redisstore.Options{EncryptionContext: "prod"})
@@ -15,7 +17,8 @@
 //
 // Under Prefix + StoreKey.ID (a SHA-256 hash of the token URL, the client
 // id, the audience's request shape and the scope set, never of the secret)
-// it keeps the token, its type, expiry and scope, encrypted and
+// it keeps the token, its type, scope, when it was obtained and when it
+// expires, encrypted and
 // authenticated with AES-256-GCM under a key derived with HKDF from the
 // client secret, the key's ID and EncryptionContext, with the key's ID as
 // additional data. The entry expires with the token. Whoever can read
@@ -65,17 +68,9 @@ type Options struct {
 	EncryptionContext string
 }
 
-// Errors the Store returns. Every error of a Redis call is an *Error.
-var (
-	// ErrValueTooLarge is returned by Save for a token whose encrypted
-	// value would exceed MaxValueSize.
-	ErrValueTooLarge = errors.New("redisstore: value too large")
-	// ErrContextTimeoutDisabled is returned by New for a client created
-	// without ContextTimeoutEnabled: go-redis would then ignore the
-	// deadline of each call, and a slow Redis would hold m2m's fetch path
-	// for the client's ReadTimeout instead of Config.StoreTimeout.
-	ErrContextTimeoutDisabled = errors.New("redisstore: the Redis client must be created with ContextTimeoutEnabled: true")
-)
+// ErrValueTooLarge is returned by Save for a token whose encrypted value
+// would exceed MaxValueSize.
+var ErrValueTooLarge = errors.New("redisstore: value too large")
 
 // Error is a failed Redis call. Its message names the operation and the
 // go-redis error, never a key's material, a value or a token.
@@ -108,10 +103,7 @@ var _ m2m.Store = (*Store)(nil)
 // of a lease by its owner, and the eviction of one exact token.
 var compareAndDelete = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
 
-// New returns a Store on rdb. It returns ErrContextTimeoutDisabled when rdb
-// is a *redis.Client, *redis.ClusterClient or *redis.Ring created without
-// ContextTimeoutEnabled (another UniversalClient must honour its contexts'
-// deadlines likewise).
+// New returns a Store on rdb.
 func New(rdb redis.UniversalClient, opts Options) (*Store, error) {
 	return newStore(rdb, opts, time.Now)
 }
@@ -119,18 +111,6 @@ func New(rdb redis.UniversalClient, opts Options) (*Store, error) {
 func newStore(rdb redis.UniversalClient, opts Options, now func() time.Time) (*Store, error) {
 	if rdb == nil {
 		return nil, errors.New("redisstore: nil Redis client")
-	}
-	enabled := true
-	switch c := rdb.(type) {
-	case *redis.Client:
-		enabled = c.Options().ContextTimeoutEnabled
-	case *redis.ClusterClient:
-		enabled = c.Options().ContextTimeoutEnabled
-	case *redis.Ring:
-		enabled = c.Options().ContextTimeoutEnabled
-	}
-	if !enabled {
-		return nil, ErrContextTimeoutDisabled
 	}
 	prefix := opts.Prefix
 	if prefix == "" {
@@ -154,7 +134,9 @@ func (s *Store) Load(ctx context.Context, key m2m.StoreKey) (*m2m.SharedToken, e
 // load returns the token under key and the raw value it was read from.
 func (s *Store) load(ctx context.Context, op string, key m2m.StoreKey) (*m2m.SharedToken, string, error) {
 	// GETRANGE bounds what a planted value can make this process read.
-	raw, err := s.rdb.GetRange(ctx, s.tokenKey(key), 0, MaxValueSize).Result()
+	raw, err := bounded(ctx, func(ctx context.Context) (string, error) {
+		return s.rdb.GetRange(ctx, s.tokenKey(key), 0, MaxValueSize).Result()
+	}, nil)
 	if err != nil {
 		return nil, "", &Error{Op: op, Err: err}
 	}
@@ -193,7 +175,10 @@ func (s *Store) Save(ctx context.Context, key m2m.StoreKey, tok *m2m.SharedToken
 	if len(raw) > MaxValueSize {
 		return ErrValueTooLarge
 	}
-	if err := s.rdb.Set(ctx, s.tokenKey(key), raw, roundUpMillis(ttl)).Err(); err != nil {
+	_, err = bounded(ctx, func(ctx context.Context) (string, error) {
+		return s.rdb.Set(ctx, s.tokenKey(key), raw, roundUpMillis(ttl)).Result()
+	}, nil)
+	if err != nil {
 		return &Error{Op: "save", Err: err}
 	}
 	return nil
@@ -204,22 +189,32 @@ func (s *Store) Save(ctx context.Context, key m2m.StoreKey, tok *m2m.SharedToken
 // it. release deletes the lease only while it still holds this owner
 // token, so a release after the lease expired and someone else took it
 // leaves theirs alone; release ignores errors (the lease expires anyway).
+// A lease taken after ctx ended (Redis answered too late) is released as
+// soon as the answer comes, rather than held by no one until it expires.
 func (s *Store) TryLease(ctx context.Context, key m2m.StoreKey, ttl time.Duration) (release func(context.Context), ok bool, err error) {
 	var b [16]byte
 	rand.Read(b[:])
 	owner := hex.EncodeToString(b[:])
 	lk := s.leaseKey(key)
-	ok, err = s.rdb.SetNX(ctx, lk, owner, roundUpMillis(ttl)).Result()
+	rel := func(ctx context.Context) {
+		bounded(ctx, func(ctx context.Context) (any, error) {
+			return compareAndDelete.Run(ctx, s.rdb, []string{lk}, owner).Result()
+		}, nil)
+	}
+	ok, err = bounded(ctx, func(ctx context.Context) (bool, error) {
+		return s.rdb.SetNX(ctx, lk, owner, roundUpMillis(ttl)).Result()
+	}, func(taken bool, err error) {
+		if err == nil && taken {
+			rel(context.WithoutCancel(ctx))
+		}
+	})
 	if err != nil {
 		return nil, false, &Error{Op: "lease", Err: err}
 	}
 	if !ok {
 		return nil, false, nil
 	}
-	release = func(ctx context.Context) {
-		compareAndDelete.Run(ctx, s.rdb, []string{lk}, owner)
-	}
-	return release, true, nil
+	return rel, true, nil
 }
 
 // Evict deletes key's token only if it is still accessToken: it reads the
@@ -234,10 +229,54 @@ func (s *Store) Evict(ctx context.Context, key m2m.StoreKey, accessToken string)
 	if subtle.ConstantTimeCompare([]byte(tok.AccessToken), []byte(accessToken)) != 1 {
 		return nil
 	}
-	if err := compareAndDelete.Run(ctx, s.rdb, []string{s.tokenKey(key)}, raw).Err(); err != nil {
+	_, err = bounded(ctx, func(ctx context.Context) (any, error) {
+		return compareAndDelete.Run(ctx, s.rdb, []string{s.tokenKey(key)}, raw).Result()
+	}, nil)
+	if err != nil {
 		return &Error{Op: "evict", Err: err}
 	}
 	return nil
+}
+
+// bounded returns f's result, or ctx's error as soon as ctx ends if f has
+// not returned by then. go-redis ends a call at its context's deadline
+// (with ContextTimeoutEnabled) but not when the context is cancelled, and
+// m2m cancels; so each call runs on a goroutine of its own that the
+// caller stops waiting for. An abandoned call goes on until go-redis
+// returns (within its ReadTimeout and WriteTimeout) and then hands its
+// result to late, if not nil.
+func bounded[T any](ctx context.Context, f func(context.Context) (T, error), late func(T, error)) (T, error) {
+	if ctx.Done() == nil {
+		return f(ctx)
+	}
+	if err := ctx.Err(); err != nil {
+		var zero T
+		return zero, ctx.Err()
+	}
+	type result struct {
+		v   T
+		err error
+	}
+	done := make(chan result)   // unbuffered: a send succeeds only while the caller waits
+	gone := make(chan struct{}) // closed when the caller stopped waiting
+	go func() {
+		v, err := f(ctx)
+		select {
+		case done <- result{v, err}:
+		case <-gone:
+			if late != nil {
+				late(v, err)
+			}
+		}
+	}()
+	select {
+	case r := <-done:
+		return r.v, r.err
+	case <-ctx.Done():
+		close(gone)
+		var zero T
+		return zero, ctx.Err()
+	}
 }
 
 // String describes s by its prefix alone.

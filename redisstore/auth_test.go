@@ -35,7 +35,7 @@ type issuedToken struct {
 	expiry time.Time
 }
 
-func newFleetAuth(t *testing.T, lifetime time.Duration) *fleetAuth {
+func newFleetAuth(t testing.TB, lifetime time.Duration) *fleetAuth {
 	a := &fleetAuth{lifetime: lifetime, leeway: time.Second,
 		secrets: map[string]string{}, tokens: map[string]issuedToken{},
 		asked: map[string][]time.Time{}, accepted: map[string]int{}, rejected: map[string]int{}}

@@ -24,6 +24,13 @@ const (
 	tokenLifetime = 2 * time.Second
 	fleetDuration = 20 * time.Second
 	callInterval  = 100 * time.Millisecond
+	// sharingTimeout is the StoreTimeout of the scenarios that count
+	// shared tokens. These tests load a 2-core machine with 35 race-built
+	// processes (and must pass with its cores busy besides), where the
+	// default 50 ms is often spent waiting to be scheduled; each call past
+	// it is, by design, a token fetched locally, which would blur the
+	// counts. The slow-Redis scenario keeps the default.
+	sharingTimeout = 500 * time.Millisecond
 )
 
 // TestFleet proves what the Store is for, with real processes, a real
@@ -84,7 +91,7 @@ func perLifetime(n int, d time.Duration) float64 {
 // the second eight times as often.
 func fleetShared(t *testing.T, auth *fleetAuth) scenario {
 	shared := auth.register("shared")
-	shared.RedisAddr = srv.Addr()
+	shared.RedisAddr, shared.StoreTimeout = srv.Addr(), sharingTimeout
 	alone := auth.register("alone")
 	return scenario{
 		name:     "shared vs alone",
@@ -92,18 +99,20 @@ func fleetShared(t *testing.T, auth *fleetAuth) scenario {
 		check: func(t *testing.T, run fleetRun, results []replicaResult) {
 			requireNoFailures(t, auth, "shared", results[:fleetSize])
 			requireNoFailures(t, auth, "alone", results[fleetSize:])
-			withStore := perLifetime(auth.tokenRequests("shared", run.start, run.end), fleetDuration)
-			without := perLifetime(auth.tokenRequests("alone", run.start, run.end), fleetDuration)
-			var oneAlone int64 // the most token requests one replica made alone
-			for _, r := range results[fleetSize:] {
-				oneAlone = max(oneAlone, r.Fetches)
-			}
-			t.Logf("fleet: %d replicas, %v tokens, %v: token requests per lifetime: %.2f with the store, %.2f without (%.1f×); one replica alone: %.2f",
-				fleetSize, tokenLifetime, fleetDuration, withStore, without, without/withStore, perLifetime(int(oneAlone), fleetDuration))
+			// Steady state: from the first token's expiry on, when every
+			// replica has started (a cold start of 35 processes at once
+			// keeps a busy machine's store calls past StoreTimeout).
+			from, steady := run.start.Add(tokenLifetime), fleetDuration-tokenLifetime
+			withStore := perLifetime(auth.tokenRequests("shared", from, run.end), steady)
+			without := perLifetime(auth.tokenRequests("alone", from, run.end), steady)
+			t.Logf("fleet: %d replicas, %v tokens, %v: token requests per lifetime: %.2f with the store, %.2f without (%.1f×); one replica alone: %.2f; at start: %d with the store, %d without",
+				fleetSize, tokenLifetime, fleetDuration, withStore, without, without/withStore, without/fleetSize,
+				auth.tokenRequests("shared", run.start, from), auth.tokenRequests("alone", run.start, from))
 			// With the store the fleet asks as often as one replica alone
-			// (plus a request lost to a store call timing out on a busy
-			// machine now and then); without it, every replica asks.
-			assert.LessOrEqual(t, withStore, perLifetime(int(oneAlone)+2, fleetDuration), "the fleet with a store asks as one replica")
+			// (plus a request lost now and then to a store call that took
+			// longer than StoreTimeout on a busy machine); without it,
+			// every replica asks.
+			assert.LessOrEqual(t, withStore, 1.25*without/fleetSize, "the fleet with a store asks as one replica")
 			assert.LessOrEqual(t, withStore, 2.0, "the fleet with a store asks about once per lifetime")
 			assert.GreaterOrEqual(t, without, 4*withStore, "without a store every replica asks")
 			var hits, down int64
@@ -127,7 +136,7 @@ func fleetRestart(t *testing.T, auth *fleetAuth) scenario {
 	require.NoError(t, err)
 	t.Cleanup(rs.stop)
 	cfg := auth.register("restart")
-	cfg.RedisAddr = rs.Addr()
+	cfg.RedisAddr, cfg.StoreTimeout = rs.Addr(), sharingTimeout
 	restarted := make(chan error, 1)
 	return scenario{
 		name:     "redis killed and restarted",
@@ -164,7 +173,7 @@ func fleetRestart(t *testing.T, auth *fleetAuth) scenario {
 // its), and every request still succeeds.
 func fleetWrongContext(t *testing.T, auth *fleetAuth) scenario {
 	cfg := auth.register("context")
-	cfg.RedisAddr, cfg.EncryptionContext = srv.Addr(), "prod"
+	cfg.RedisAddr, cfg.EncryptionContext, cfg.StoreTimeout = srv.Addr(), "prod", sharingTimeout
 	cfgs := replicas(cfg, fleetSize)
 	cfgs[0].EncryptionContext = "staging"
 	return scenario{
@@ -186,7 +195,7 @@ func fleetWrongContext(t *testing.T, auth *fleetAuth) scenario {
 
 // fleetSlowRedis puts a proxy that delays all traffic by 5 s between three
 // replicas and Redis: no request fails or waits for Redis, because
-// StoreTimeout ends every store call.
+// StoreTimeout (the default, 50 ms) ends every store call.
 func fleetSlowRedis(t *testing.T, auth *fleetAuth) scenario {
 	const delay = 5 * time.Second
 	proxy := newSlowProxy(t, srv.Addr(), delay)

@@ -28,6 +28,7 @@ type replicaConfig struct {
 	CalleeURL                        string
 	RedisAddr                        string // "" runs without a Store
 	EncryptionContext                string
+	StoreTimeout                     time.Duration // 0 for m2m's default
 	Duration, Interval               time.Duration
 }
 
@@ -84,7 +85,8 @@ func (c *eventCounter) Observe(ev m2m.Event) {
 func runReplica(cfg replicaConfig) (replicaResult, error) {
 	var res replicaResult
 	events := &eventCounter{}
-	mcfg := m2m.Config{TokenURL: cfg.TokenURL, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret, Observer: events}
+	mcfg := m2m.Config{TokenURL: cfg.TokenURL, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret,
+		StoreTimeout: cfg.StoreTimeout, Observer: events}
 	if cfg.RedisAddr != "" {
 		rdb := redis.NewClient(&redis.Options{Addr: cfg.RedisAddr, ContextTimeoutEnabled: true})
 		defer rdb.Close()

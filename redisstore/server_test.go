@@ -38,6 +38,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "redisstore: no redis-server (REDIS_SERVER_BIN unset, none on PATH): skipping the tests (./scripts/redis.sh installs it)")
 		os.Exit(0)
 	}
+	redis.SetLogger(discardLogger{}) // go-redis logs failed dials while a server starts
 	if out, err := exec.Command(bin, "--version").Output(); err == nil {
 		fmt.Fprintf(os.Stderr, "redisstore: testing against %s", out)
 	}
@@ -155,3 +156,8 @@ func (s *redisServer) client(t testing.TB) *redis.Client {
 	t.Cleanup(func() { rdb.Close() })
 	return rdb
 }
+
+// discardLogger silences go-redis's logger.
+type discardLogger struct{}
+
+func (discardLogger) Printf(context.Context, string, ...any) {}

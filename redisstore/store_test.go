@@ -19,12 +19,13 @@ import (
 )
 
 // newTestStore returns a Store on the shared server under a prefix of the
-// test's own, so tests never see each other's keys.
+// test's own, new on every run, so tests never see each other's keys (nor
+// those of an earlier run with -count).
 func newTestStore(t testing.TB, opts Options) (*Store, *redis.Client) {
 	t.Helper()
 	rdb := srv.client(t)
 	if opts.Prefix == "" {
-		opts.Prefix = "test:" + t.Name() + ":"
+		opts.Prefix = "test:" + t.Name() + ":" + randomString()[:8] + ":"
 	}
 	s, err := New(rdb, opts)
 	require.NoError(t, err)
@@ -511,7 +512,7 @@ func FuzzOpen(f *testing.F) {
 func TestSlowRedis(t *testing.T) {
 	t.Parallel()
 	proxy := newSlowProxy(t, srv.Addr(), 300*time.Millisecond)
-	prefix := "test:" + t.Name() + ":"
+	prefix := "test:" + t.Name() + ":" + randomString()[:8] + ":"
 	slowClient := redis.NewClient(&redis.Options{Addr: proxy.Addr(), ContextTimeoutEnabled: true})
 	t.Cleanup(func() { slowClient.Close() })
 	slow, err := New(slowClient, Options{Prefix: prefix})

@@ -8,12 +8,15 @@ cd "$(dirname "$0")/.."
 raw=$(mktemp)
 trap 'rm -f "$raw"' EXIT
 echo "# $(date -u +%Y-%m-%d) $(go version | cut -d' ' -f3-4), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-go test -run '^$' -bench '^Benchmark(Token|TokenParallel|RoundTrip)$' -benchmem -count "${COUNT:-5}" . | tee -a "$raw"
+go test -run '^$' -bench '^Benchmark(Token|TokenParallel|RoundTrip|Fetch)$' -benchmem -count "${COUNT:-5}" . | tee -a "$raw"
 go test -run '^$' -bench '^BenchmarkColdBurst' -benchmem -benchtime 5x -count 3 . | tee -a "$raw"
 go test -run '^$' -bench '^BenchmarkVerify$' -benchmem -count "${COUNT:-5}" ./verify/ | tee -a "$raw"
 echo
 echo "## Ratios (medians)"
 go run ./internal/benchtable < "$raw"
+echo
+echo "## Refresh cadence (fake clock) and memory per key"
+go test -count=1 -run '^(TestRefreshCadence|TestMemoryPerKey)$' -v . | grep -o '| .*|$'
 echo
 echo "## Refresh stalls"
 go run ./internal/loadgen -duration "${LOADGEN_DURATION:-10s}"

@@ -42,6 +42,7 @@ done
 echo "== fuzz: 10 s per target"
 go test -run '^$' -fuzz '^FuzzParse$' -fuzztime 10s ./internal/wire
 go test -run '^$' -fuzz '^FuzzJWTExpiry$' -fuzztime 10s ./internal/wire
+go test -run '^$' -fuzz '^FuzzScrub$' -fuzztime 10s ./internal/wire
 go test -run '^$' -fuzz '^FuzzRoute$' -fuzztime 10s .
 
 echo "== interop: real authorization servers"

@@ -18,16 +18,21 @@
 // Under Prefix + StoreKey.ID (a SHA-256 hash of the token URL, the client
 // id, the audience's request shape and the scope set, never of the secret)
 // it keeps the token, its type, scope, when it was obtained and when it
-// expires, encrypted and
-// authenticated with AES-256-GCM under a key derived with HKDF from the
-// client secret, the key's ID and EncryptionContext, with the key's ID as
-// additional data. The entry expires with the token. Whoever can read
+// expires, encrypted and authenticated with AES-256-GCM under a key
+// derived with HKDF from the client secret, the key's ID and
+// EncryptionContext, with the key's ID as additional data. The entry expires with the token. Whoever can read
 // Redis but does not hold the client secret learns only which keys exist
-// and when they expire; they can neither use a stored token nor plant one
-// (a value that does not decrypt, including one moved from another key, is
-// treated as absent). Whoever can write Redis can still delete entries or
-// fill them with garbage: m2m then fetches its own tokens, as without a
-// store.
+// and when their tokens expire; they can neither use a stored token nor
+// plant one (a value that does not decrypt, including one moved from
+// another key, is treated as absent). Whoever can write Redis can still
+// delete entries, fill them with garbage, or hold a key's lease: m2m then
+// fetches its own tokens, as without a store (after waiting, for a held
+// lease, up to half its FetchTimeout for a token that will not come).
+//
+// Stores with different EncryptionContexts (or clients with different
+// secrets) under the same Prefix share keys and leases without reading
+// each other's values, so each overwrites the other's and both fetch more
+// often: give separate deployments separate Prefixes.
 //
 // Under Prefix + StoreKey.ID + ":lease" it keeps, while one process
 // fetches the key's token, a random owner token (SET NX PX); only that
@@ -63,8 +68,9 @@ type Options struct {
 	// EncryptionContext goes into the derivation of the encryption key:
 	// Stores with different contexts cannot read each other's values, even
 	// for the same client. Set it per deployment (say "prod" and
-	// "staging") when several share a Redis and a client. It is not a
-	// secret. Optional; default "".
+	// "staging") when several share a Redis and a client, each with a
+	// Prefix of its own (see the package doc). It is not a secret.
+	// Optional; default "".
 	EncryptionContext string
 }
 
@@ -75,13 +81,13 @@ var ErrValueTooLarge = errors.New("redisstore: value too large")
 // Error is a failed Redis call. Its message names the operation and the
 // go-redis error, never a key's material, a value or a token.
 type Error struct {
-	// Op is the Store operation: "load", "save", "lease", "release" or
-	// "evict".
+	// Op is the Store operation: "load", "save", "lease" or "evict".
 	Op string
 	// Err is the go-redis error.
 	Err error
 }
 
+// Error returns "redisstore: " followed by Op and the go-redis error.
 func (e *Error) Error() string { return "redisstore: " + e.Op + ": " + e.Err.Error() }
 
 // Unwrap returns Err.

@@ -26,7 +26,7 @@ const formatV1 = 1
 func (s *Store) aead(key m2m.StoreKey) (cipher.AEAD, error) {
 	k, err := key.DeriveKey(s.info, 32)
 	if err != nil {
-		return nil, fmt.Errorf("redisstore: %w", err)
+		return nil, err // a zero StoreKey; the message says so
 	}
 	block, err := aes.NewCipher(k)
 	if err != nil {

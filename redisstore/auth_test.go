@@ -28,17 +28,18 @@ type fleetAuth struct {
 	asked    map[string][]time.Time // client id → token request times
 	accepted map[string]int         // client id → callee requests accepted
 	rejected map[string]int         // client id → callee requests rejected
+	borrowed map[string]int         // replica → callee requests with a token another replica fetched
 }
 
 type issuedToken struct {
-	client string
-	expiry time.Time
+	client, fetchedBy string // client id; replicaHeader of the token request
+	expiry            time.Time
 }
 
 func newFleetAuth(t testing.TB, lifetime time.Duration) *fleetAuth {
 	a := &fleetAuth{lifetime: lifetime, leeway: time.Second,
 		secrets: map[string]string{}, tokens: map[string]issuedToken{},
-		asked: map[string][]time.Time{}, accepted: map[string]int{}, rejected: map[string]int{}}
+		asked: map[string][]time.Time{}, accepted: map[string]int{}, rejected: map[string]int{}, borrowed: map[string]int{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /token", a.token)
 	mux.HandleFunc("GET /work", a.work)
@@ -69,7 +70,7 @@ func (a *fleetAuth) token(w http.ResponseWriter, r *http.Request) {
 	now := time.Now()
 	a.asked[id] = append(a.asked[id], now)
 	tok := randomString()
-	a.tokens[tok] = issuedToken{client: id, expiry: now.Add(a.lifetime)}
+	a.tokens[tok] = issuedToken{client: id, fetchedBy: r.Header.Get(replicaHeader), expiry: now.Add(a.lifetime)}
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(map[string]any{"access_token": tok, "token_type": "bearer", "expires_in": int(a.lifetime / time.Second)})
 }
@@ -81,6 +82,9 @@ func (a *fleetAuth) work(w http.ResponseWriter, r *http.Request) {
 	valid := ok && known && time.Now().Before(issued.expiry.Add(a.leeway))
 	if valid {
 		a.accepted[issued.client]++
+		if user := r.Header.Get(replicaHeader); user != issued.fetchedBy {
+			a.borrowed[user]++
+		}
 	} else if known {
 		a.rejected[issued.client]++
 	} else {
@@ -111,6 +115,14 @@ func (a *fleetAuth) calls(client string) (accepted, rejected int) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.accepted[client], a.rejected[client]
+}
+
+// borrowedBy returns how many accepted callee requests of replica carried
+// a token another replica had fetched.
+func (a *fleetAuth) borrowedBy(replica string) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.borrowed[replica]
 }
 
 // unknownTokens returns how many callee requests carried no token this

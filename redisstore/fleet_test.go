@@ -115,12 +115,19 @@ func fleetShared(t *testing.T, auth *fleetAuth) scenario {
 			assert.LessOrEqual(t, withStore, 2*without/fleetSize, "the fleet with a store asks about as one replica")
 			assert.GreaterOrEqual(t, without, 3*withStore, "without a store every replica asks")
 			var hits, down int64
-			for _, r := range results[:fleetSize] {
+			borrowed := 0
+			for i, r := range results[:fleetSize] {
 				hits += r.StoreHits
 				down += r.StoreDown
+				borrowed += auth.borrowedBy(fmt.Sprintf("shared-%d", i))
 			}
 			assert.Positive(t, hits)
-			t.Logf("fleet: with the store: %d tokens taken from it; %d times a replica found it failing", hits, down)
+			assert.Positive(t, borrowed, "no replica used a token another one fetched")
+			for i := range fleetSize {
+				assert.Zero(t, auth.borrowedBy(fmt.Sprintf("alone-%d", i)), "a replica without a store used another's token")
+			}
+			t.Logf("fleet: with the store: %d tokens taken from it, %d of %d requests with a token another replica fetched; %d times a replica found the store failing",
+				hits, borrowed, sumRequests(results[:fleetSize]), down)
 		},
 	}
 }
@@ -180,14 +187,18 @@ func fleetWrongContext(t *testing.T, auth *fleetAuth) scenario {
 		replicas: cfgs,
 		check: func(t *testing.T, run fleetRun, results []replicaResult) {
 			requireNoFailures(t, auth, "context", results)
-			assert.Zero(t, results[0].StoreHits, "the replica with the wrong context took a shared token")
+			// It may take back a token it saved itself, never one of
+			// the others'.
+			assert.Zero(t, auth.borrowedBy(cfgs[0].Name), "the replica with the wrong context used another's token")
 			var hits int64
-			for _, r := range results[1:] {
+			borrowed := 0
+			for i, r := range results[1:] {
 				hits += r.StoreHits
+				borrowed += auth.borrowedBy(cfgs[i+1].Name)
 			}
-			assert.Positive(t, hits, "the other replicas share")
-			t.Logf("fleet: one replica of %d with the wrong encryption context: store hits %d (wrong) vs %d (others); %.2f token requests per lifetime",
-				fleetSize, results[0].StoreHits, hits, perLifetime(auth.tokenRequests("context", run.start, run.end), fleetDuration))
+			assert.Positive(t, borrowed, "the other replicas share")
+			t.Logf("fleet: one replica of %d with the wrong encryption context: %d of its requests with another's token, %d of the others' (%d store hits); %.2f token requests per lifetime",
+				fleetSize, auth.borrowedBy(cfgs[0].Name), borrowed, hits, perLifetime(auth.tokenRequests("context", run.start, run.end), fleetDuration))
 		},
 	}
 }
@@ -218,7 +229,8 @@ func fleetSlowRedis(t *testing.T, auth *fleetAuth) scenario {
 	}
 }
 
-// replicas returns n copies of cfg with the default duration and pace.
+// replicas returns n copies of cfg with the default duration and pace,
+// named after the client and their index.
 func replicas(cfg replicaConfig, n int) []replicaConfig {
 	if cfg.Duration == 0 {
 		cfg.Duration = fleetDuration
@@ -227,8 +239,17 @@ func replicas(cfg replicaConfig, n int) []replicaConfig {
 	out := make([]replicaConfig, n)
 	for i := range out {
 		out[i] = cfg
+		out[i].Name = fmt.Sprintf("%s-%d", cfg.ClientID, i)
 	}
 	return out
+}
+
+func sumRequests(results []replicaResult) int {
+	n := 0
+	for _, r := range results {
+		n += r.Requests
+	}
+	return n
 }
 
 // requireNoFailures checks that no replica saw a failed request and the

@@ -24,6 +24,7 @@ const (
 
 // replicaConfig is what one replica does, passed as JSON in fleetConfigEnv.
 type replicaConfig struct {
+	Name                             string // sent as replicaHeader with every request
 	TokenURL, ClientID, ClientSecret string
 	CalleeURL                        string
 	RedisAddr                        string // "" runs without a Store
@@ -85,8 +86,9 @@ func (c *eventCounter) Observe(ev m2m.Event) {
 func runReplica(cfg replicaConfig) (replicaResult, error) {
 	var res replicaResult
 	events := &eventCounter{}
+	tagged := tagTransport{name: cfg.Name, base: http.DefaultTransport}
 	mcfg := m2m.Config{TokenURL: cfg.TokenURL, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret,
-		StoreTimeout: cfg.StoreTimeout, Observer: events}
+		HTTPClient: &http.Client{Transport: tagged, Timeout: 30 * time.Second}, StoreTimeout: cfg.StoreTimeout, Observer: events}
 	if cfg.RedisAddr != "" {
 		rdb := redis.NewClient(&redis.Options{Addr: cfg.RedisAddr, ContextTimeoutEnabled: true})
 		defer rdb.Close()
@@ -105,7 +107,7 @@ func runReplica(cfg replicaConfig) (replicaResult, error) {
 	if err != nil {
 		return res, err
 	}
-	hc := &http.Client{Transport: m2m.NewTransport(nil, src), Timeout: time.Minute}
+	hc := &http.Client{Transport: m2m.NewTransport(tagged, src), Timeout: time.Minute}
 	for end := time.Now().Add(cfg.Duration); time.Now().Before(end); time.Sleep(cfg.Interval) {
 		start := time.Now()
 		err := call(hc, cfg.CalleeURL+"/work")
@@ -138,4 +140,20 @@ func call(hc *http.Client, url string) error {
 		return fmt.Errorf("callee answered %s", resp.Status)
 	}
 	return nil
+}
+
+// replicaHeader names the replica on its token requests and callee calls,
+// so the test server knows who fetched each token and who used it.
+const replicaHeader = "X-Fleet-Replica"
+
+// tagTransport adds replicaHeader to every request.
+type tagTransport struct {
+	name string
+	base http.RoundTripper
+}
+
+func (t tagTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	req = req.Clone(req.Context())
+	req.Header.Set(replicaHeader, t.name)
+	return t.base.RoundTrip(req)
 }

@@ -33,3 +33,11 @@ go run ./internal/loadgen -duration "${LOADGEN_DURATION:-10s}" -series "$series"
 (cd bench/stallplot && go run . -in "$series" -out ../refresh-stalls.svg)
 echo
 echo "Picture of this run: bench/refresh-stalls.svg"
+echo
+echo "## Shared store (redisstore, a local redis-server): fetch path and hot path (medians)"
+redis_bin=$(./scripts/redis.sh)
+(cd redisstore && REDIS_SERVER_BIN="$redis_bin" go test -run '^$' -bench '^Benchmark(FetchPath|HotPath)$' -benchmem -count "${COUNT:-5}" .) |
+  go run ./internal/benchtable
+echo
+echo "## Shared store: a fleet of 8 processes, 2 s tokens, 20 s"
+(cd redisstore && REDIS_SERVER_BIN="$redis_bin" go test -count=1 -run '^TestFleet$' -v .) | grep -o 'fleet: .*'

@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/m2mauth/m2m/internal/wire"
 )
 
 // route is one place a token may go: scheme, host and port matched
@@ -200,11 +202,11 @@ func decodeUnreserved(s string) string {
 	b.Grow(len(s))
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if c != '%' || i+2 >= len(s) || !isHex(s[i+1]) || !isHex(s[i+2]) {
+		if c != '%' || i+2 >= len(s) || !wire.IsHex(s[i+1]) || !wire.IsHex(s[i+2]) {
 			b.WriteByte(c)
 			continue
 		}
-		v := unhex(s[i+1])<<4 | unhex(s[i+2])
+		v := wire.Unhex(s[i+1])<<4 | wire.Unhex(s[i+2])
 		if isUnreserved(v) {
 			b.WriteByte(v)
 		} else {
@@ -219,18 +221,4 @@ func decodeUnreserved(s string) string {
 func isUnreserved(c byte) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
 		c == '-' || c == '.' || c == '_' || c == '~'
-}
-
-func isHex(c byte) bool {
-	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
-}
-
-func unhex(c byte) byte {
-	switch {
-	case c <= '9':
-		return c - '0'
-	case c <= 'F':
-		return c - 'A' + 10
-	}
-	return c - 'a' + 10
 }

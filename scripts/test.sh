@@ -57,6 +57,7 @@ go test -run '^$' -fuzz '^FuzzScrub$' -fuzztime 10s ./internal/wire
 go test -run '^$' -fuzz '^FuzzRoute$' -fuzztime 10s .
 go test -run '^$' -fuzz '^FuzzVerify$' -fuzztime 10s ./verify
 go test -run '^$' -fuzz '^FuzzJSONReader$' -fuzztime 10s ./verify
+go test -run '^$' -fuzz '^FuzzDPoPProof$' -fuzztime 10s ./verify
 
 echo "== walk-through: the README's commands, as written, against the dev server"
 ./scripts/walkthrough.sh

@@ -25,28 +25,55 @@ var hydra struct {
 	m2m                   string // path of the m2m CLI
 }
 
-// TestMain starts Hydra from $HYDRA_BIN on free loopback ports, runs the
-// tests and stops it. Without $HYDRA_BIN the tests are skipped, except in
-// CI ($CI=true), where that is a failure.
+// TestMain starts Hydra from $HYDRA_BIN and node-oidc-provider from the
+// folder $OIDC_PROVIDER_DIR (both from ./scripts/test.sh) on free loopback
+// ports, runs the tests and stops both. A server whose variable is unset
+// has its tests skipped, except in CI ($CI=true), where that is a failure.
 func TestMain(m *testing.M) {
-	bin := os.Getenv("HYDRA_BIN")
-	if bin == "" {
+	bin, nodeDir := os.Getenv("HYDRA_BIN"), os.Getenv("OIDC_PROVIDER_DIR")
+	for name, v := range map[string]string{"HYDRA_BIN": bin, "OIDC_PROVIDER_DIR": nodeDir} {
+		if v != "" {
+			continue
+		}
 		if os.Getenv("CI") == "true" {
-			fmt.Fprintln(os.Stderr, "interop: HYDRA_BIN is not set; CI must run the Hydra interop tests (use ./scripts/test.sh)")
+			fmt.Fprintf(os.Stderr, "interop: %s is not set; CI must run every interop test (use ./scripts/test.sh)\n", name)
 			os.Exit(1)
 		}
-		fmt.Fprintln(os.Stderr, "interop: HYDRA_BIN is not set: skipping the Hydra interop tests (./scripts/test.sh sets it)")
-		os.Exit(0)
+		fmt.Fprintf(os.Stderr, "interop: %s is not set: skipping its server's tests (./scripts/test.sh sets it)\n", name)
 	}
 	hydra.m2m = os.Getenv("M2M_BIN")
-	stop, err := startHydra(bin)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "interop:", err)
-		os.Exit(1)
+	var stops []func()
+	stopAll := func() {
+		for _, stop := range stops {
+			stop()
+		}
+	}
+	for _, s := range []struct {
+		arg   string
+		start func(string) (func(), error)
+	}{{bin, startHydra}, {nodeDir, startNode}} {
+		if s.arg == "" {
+			continue
+		}
+		stop, err := s.start(s.arg)
+		if err != nil {
+			stopAll()
+			fmt.Fprintln(os.Stderr, "interop:", err)
+			os.Exit(1)
+		}
+		stops = append(stops, stop)
 	}
 	code := m.Run()
-	stop()
+	stopAll()
 	os.Exit(code)
+}
+
+// needHydra skips t when TestMain did not start Hydra.
+func needHydra(t *testing.T) {
+	t.Helper()
+	if hydra.public == "" {
+		t.Skip("HYDRA_BIN is not set")
+	}
 }
 
 // freePort returns a loopback port nothing listens on right now.

@@ -151,9 +151,23 @@ func startHydra(bin string) (stop func(), err error) {
 	var disc struct {
 		Issuer string `json:"issuer"`
 	}
-	if err := getJSON(hydra.public+"/.well-known/openid-configuration", &disc); err != nil {
-		stop()
-		return nil, err
+	// The first discovery request creates the ID-token signing keys
+	// (RSA-4096); on a busy machine Hydra may drop that connection before
+	// it answers, so ask again until the deadline.
+	for {
+		err := getJSON(hydra.public+"/.well-known/openid-configuration", &disc)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			stop()
+			return nil, fmt.Errorf("hydra discovery: %w:\n%s", err, logs.String())
+		}
+		select {
+		case err := <-exited:
+			return nil, fmt.Errorf("hydra exited (%v):\n%s", err, logs.String())
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 	hydra.issuer = disc.Issuer
 	return stop, nil

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -99,10 +100,24 @@ func startHydra(bin string) (stop func(), err error) {
 	rand.Read(secret)
 	hydra.public = fmt.Sprintf("http://127.0.0.1:%d", pub)
 	hydra.admin = fmt.Sprintf("http://127.0.0.1:%d", adm)
+	// A SQLite file, not DSN=memory: Hydra's in-memory database vanishes
+	// when its last connection closes, which a cancelled query on a busy
+	// machine can cause ("Unable to locate the table").
+	dir, err := os.MkdirTemp("", "m2m-interop-hydra-")
+	if err != nil {
+		return nil, err
+	}
+	dsn := "DSN=sqlite://" + filepath.Join(dir, "hydra.sqlite") + "?_fk=true"
+	migrate := exec.Command(bin, "migrate", "sql", "up", "-e", "--yes")
+	migrate.Env = append(os.Environ(), dsn)
+	if out, err := migrate.CombinedOutput(); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("hydra migrate: %w:\n%s", err, out)
+	}
 	var logs bytes.Buffer
 	cmd := exec.Command(bin, "serve", "all", "--dev", "--sqa-opt-out")
 	cmd.Env = append(os.Environ(),
-		"DSN=memory",
+		dsn,
 		"SECRETS_SYSTEM="+hex.EncodeToString(secret),
 		"STRATEGIES_ACCESS_TOKEN=jwt",
 		"URLS_SELF_ISSUER="+hydra.public,
@@ -114,10 +129,15 @@ func startHydra(bin string) (stop func(), err error) {
 	// Hydra dies with the test binary, whatever ends it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
+		os.RemoveAll(dir)
 		return nil, fmt.Errorf("starting hydra: %w", err)
 	}
 	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	go func() {
+		err := cmd.Wait()
+		os.RemoveAll(dir)
+		exited <- err
+	}()
 	stop = func() {
 		cmd.Process.Signal(syscall.SIGTERM)
 		select {
@@ -170,6 +190,23 @@ func startHydra(bin string) (stop func(), err error) {
 		}
 	}
 	hydra.issuer = disc.Issuer
+	// Hydra creates its RSA-4096 access-token signing key on the first
+	// token request, which on a busy machine can outlast a token fetch's
+	// timeout. Create it here, before any test runs.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	for {
+		err := admin(ctx, http.MethodGet, "/admin/keys/hydra.jwt.access-token", nil, http.StatusOK, nil)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			stop()
+			return nil, fmt.Errorf("hydra: no access-token signing key: %w:\n%s", err, logs.String())
+		}
+		admin(ctx, http.MethodPost, "/admin/keys/hydra.jwt.access-token",
+			map[string]string{"alg": "RS256", "use": "sig", "kid": "interop-first"}, http.StatusCreated, nil)
+	}
 	return stop, nil
 }
 

@@ -173,13 +173,14 @@ func startHydra(bin string) (stop func(), err error) {
 	}
 	// The first discovery request creates the ID-token signing keys
 	// (RSA-4096); on a busy machine Hydra may drop that connection before
-	// it answers, so ask again until the deadline.
+	// it answers, so ask again for a while.
+	keysDeadline := time.Now().Add(5 * time.Minute)
 	for {
 		err := getJSON(hydra.public+"/.well-known/openid-configuration", &disc)
 		if err == nil {
 			break
 		}
-		if time.Now().After(deadline) {
+		if time.Now().After(keysDeadline) {
 			stop()
 			return nil, fmt.Errorf("hydra discovery: %w:\n%s", err, logs.String())
 		}
@@ -193,19 +194,11 @@ func startHydra(bin string) (stop func(), err error) {
 	// Hydra creates its RSA-4096 access-token signing key on the first
 	// token request, which on a busy machine can outlast a token fetch's
 	// timeout. Create it here, before any test runs.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithDeadline(context.Background(), keysDeadline)
 	defer cancel()
-	for {
-		err := admin(ctx, http.MethodGet, "/admin/keys/hydra.jwt.access-token", nil, http.StatusOK, nil)
-		if err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			stop()
-			return nil, fmt.Errorf("hydra: no access-token signing key: %w:\n%s", err, logs.String())
-		}
-		admin(ctx, http.MethodPost, "/admin/keys/hydra.jwt.access-token",
-			map[string]string{"alg": "RS256", "use": "sig", "kid": "interop-first"}, http.StatusCreated, nil)
+	if err := createKey(ctx, "hydra.jwt.access-token", "interop-first"); err != nil {
+		stop()
+		return nil, fmt.Errorf("%w:\n%s", err, logs.String())
 	}
 	return stop, nil
 }
@@ -244,6 +237,24 @@ func admin(ctx context.Context, method, path string, body any, want int, out any
 	}
 	if out != nil {
 		return json.Unmarshal(raw, out)
+	}
+	return nil
+}
+
+// createKey has Hydra generate an RS256 key kid in key set set. Making an
+// RSA-4096 key can outlast Hydra's 10 s write timeout on a busy machine,
+// which drops the answer but not the key: then it waits for the key to
+// appear.
+func createKey(ctx context.Context, set, kid string) error {
+	err := admin(ctx, http.MethodPost, "/admin/keys/"+set,
+		map[string]string{"alg": "RS256", "use": "sig", "kid": kid}, http.StatusCreated, nil)
+	for err != nil {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("hydra: key %s/%s not created: %w", set, kid, err)
+		case <-time.After(200 * time.Millisecond):
+		}
+		err = admin(ctx, http.MethodGet, "/admin/keys/"+set+"/"+kid, nil, http.StatusOK, nil)
 	}
 	return nil
 }

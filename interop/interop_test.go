@@ -191,8 +191,7 @@ func TestVerifyHydraTokens(t *testing.T) {
 	oldKid := kid(t, tok)
 	fetches := v.JWKSFetches()
 	time.Sleep(1100 * time.Millisecond) // Hydra orders keys by a created_at of whole seconds
-	require.NoError(t, admin(ctx, http.MethodPost, "/admin/keys/hydra.jwt.access-token",
-		map[string]string{"alg": "RS256", "use": "sig", "kid": "rotated-" + fmt.Sprint(time.Now().UnixNano())}, http.StatusCreated, nil))
+	require.NoError(t, createKey(ctx, "hydra.jwt.access-token", "rotated-"+fmt.Sprint(time.Now().UnixNano())))
 	fresh := token(t, newClient(t, c, nil), event, "event.create")
 	require.NotEqual(t, oldKid, kid(t, fresh), "Hydra signs with the new key")
 	_, err = v.Verify(ctx, fresh)

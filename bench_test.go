@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -213,6 +215,62 @@ func BenchmarkColdBurstCancel(b *testing.B) {
 			src := oauth2.ReuseTokenSource(nil, cc.TokenSource(ctx))
 			burst(n, func() error { _, err := src.Token(); return err })
 			cancel()
+		}
+	})
+}
+
+// BenchmarkFetch: one cold token fetch against a local endpoint that
+// answers at once: m2m's whole fetch path (single flight, the fetch's
+// goroutine and timers, the request, parsing, the schedule) against
+// x/oauth2's clientcredentials Token and a bare form POST with a JSON
+// decode, the floor.
+func BenchmarkFetch(b *testing.B) {
+	srv, _ := benchServer(b, 0)
+	src, _ := benchSources(b, srv.URL)
+	e := src.full.Load()
+	ctx := context.Background()
+	cc := &clientcredentials.Config{ClientID: testID, ClientSecret: testSecret, TokenURL: srv.URL,
+		Scopes: []string{"event.create"}, EndpointParams: map[string][]string{"audience": {"event"}}}
+	bare := &http.Client{Transport: http.DefaultTransport}
+	b.Run("m2m", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if st := e.state.Swap(nil); st != nil {
+				st.disarm()
+			}
+			if _, err := e.get(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("x-oauth2", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := cc.Token(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("bare", func(b *testing.B) {
+		b.ReportAllocs()
+		form := url.Values{"grant_type": {"client_credentials"}, "scope": {"event.create"}, "audience": {"event"}}.Encode()
+		for b.Loop() {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL, strings.NewReader(form))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.SetBasicAuth(url.QueryEscape(testID), url.QueryEscape(testSecret))
+			resp, err := bare.Do(req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			var tok struct {
+				AccessToken string `json:"access_token"`
+				ExpiresIn   int64  `json:"expires_in"`
+			}
+			err = json.NewDecoder(resp.Body).Decode(&tok)
+			resp.Body.Close()
+			if err != nil || tok.AccessToken == "" {
+				b.Fatal(err)
+			}
 		}
 	})
 }

@@ -238,7 +238,7 @@ func (e *entry) get(ctx context.Context) (*tokenState, error) {
 		case stale:
 			st.used.Store(true)
 			if e.inflight.Load() == nil && e.env.clock.Now().UnixNano() >= e.retryAt.Load() {
-				e.start(st)
+				e.start(st, false)
 			}
 			if e.env.obs != nil {
 				e.observe(Event{Kind: EventStaleServe})
@@ -247,9 +247,15 @@ func (e *entry) get(ctx context.Context) (*tokenState, error) {
 		}
 	}
 	e.touched.Store(true)
-	c := e.start(nil)
+	// A caller whose context can never end gains nothing from waiting on
+	// another goroutine: it runs the fetch itself, sparing a goroutine
+	// hand-off. Others join it as usual.
+	c := e.start(nil, ctx.Done() == nil)
 	select {
 	case <-c.done:
+		if c.st != nil {
+			c.st.used.Store(true)
+		}
 		return c.st, c.err
 	case <-ctx.Done():
 		return nil, ctx.Err()
@@ -259,45 +265,63 @@ func (e *entry) get(ctx context.Context) (*tokenState, error) {
 // start returns the call a caller holding have (nil: no usable token; else
 // a stale one it is serving) should wait for: the running fetch, the token
 // a fetch just stored, the last failure while fetches are spaced, or a new
-// fetch.
-func (e *entry) start(have *tokenState) *call {
+// fetch, run in a goroutine of its own or, with inline, by the caller
+// before start returns.
+func (e *entry) start(have *tokenState, inline bool) *call {
+	c, run := e.decide(have)
+	if !run {
+		return c
+	}
+	if inline {
+		defer e.env.wg.Done()
+		e.run(c)
+		return c
+	}
+	go func() {
+		defer e.env.wg.Done()
+		e.run(c)
+	}()
+	return c
+}
+
+// decide is start's critical section: under mu it picks the call to wait
+// for, and reports whether it is a new fetch the caller must run (then
+// registered as in flight, and with Close's wait group).
+func (e *entry) decide(have *tokenState) (c *call, run bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.pruned.Load() {
-		return doneCall(nil, errPruned)
+		return doneCall(nil, errPruned), false
 	}
 	if c := e.inflight.Load(); c != nil {
-		return c
+		return c, false
 	}
 	if cur := e.state.Load(); cur != nil && cur != have && cur.phase.Load() != expired {
-		return doneCall(cur, nil) // a fetch finished since the caller looked
+		return doneCall(cur, nil), false // a fetch finished since the caller looked
 	}
 	if retryAt := e.retryAt.Load(); e.env.clock.Now().UnixNano() < retryAt {
 		if have != nil {
-			return doneCall(have, nil) // a refresh must wait; keep serving
+			return doneCall(have, nil), false // a refresh must wait; keep serving
 		}
 		be := &BackoffError{Audience: e.key.audience, Next: time.Unix(0, retryAt), Err: ErrTokenUnavailable}
 		if f := e.lastErr.Load(); f != nil {
 			be.Err = f.err
 		}
-		return doneCall(nil, be)
+		return doneCall(nil, be), false
 	}
-	c := &call{done: make(chan struct{})}
+	if !e.env.addFetch() {
+		return doneCall(nil, ErrClosed), false
+	}
+	c = &call{done: make(chan struct{})}
 	e.inflight.Store(c)
-	if !e.env.goTracked(func() { e.run(c) }) {
-		e.inflight.Store(nil)
-		return doneCall(nil, ErrClosed)
-	}
-	return c
+	return c, true
 }
 
-// run performs one fetch under the Client's context (never a caller's) and
-// the fetch timeout, publishes the result, and reports it.
+// run performs one fetch under the Client's context (never a caller's),
+// publishes the result, and reports it.
 func (e *entry) run(c *call) {
-	ctx, cancel := context.WithTimeout(e.env.ctx, e.env.cfg.FetchTimeout)
 	began := e.env.clock.Now()
-	res := e.obtain(ctx)
-	cancel()
+	res := e.obtain(e.env.ctx) // fetch bounds itself by FetchTimeout
 	now := e.env.clock.Now()
 	took := now.Sub(began)
 	if res.err != nil && e.env.closed.Load() {
@@ -326,7 +350,9 @@ func (e *entry) run(c *call) {
 	c.st, c.err = res.st, res.err
 	e.inflight.Store(nil)
 	e.mu.Unlock()
-	close(c.done)
+	// Report before waking the waiters: once a caller has its answer, the
+	// fetch has been logged and observed.
+	defer close(c.done)
 
 	switch {
 	case res.err == nil && res.st.shared:
@@ -380,7 +406,7 @@ func (e *entry) keepWarm(st *tokenState) {
 	if e.env.cfg.DisableKeepWarm || !st.used.Load() || e.state.Load() != st {
 		return
 	}
-	e.start(st)
+	e.start(st, false)
 }
 
 // evict drops st if it is still the cached token (a callee answered 401

@@ -71,7 +71,7 @@ func TestColdBurstOneRequest(t *testing.T) {
 			}
 		}()
 	}
-	require.Eventually(t, func() bool { return ts.hits.Load() == 1 }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return ts.hits.Load() == 1 }, 30*time.Second, time.Millisecond)
 	close(hold)
 	wg.Wait()
 	assert.EqualValues(t, 1, ts.hits.Load())
@@ -94,7 +94,7 @@ func TestWaiterCancelDoesNotFailSharedFetch(t *testing.T) {
 	go func() { _, err := src.TokenContext(ctx); cancelled <- err }()
 	patient := make(chan error, 1)
 	go func() { _, err := src.TokenContext(context.Background()); patient <- err }()
-	require.Eventually(t, func() bool { return ts.hits.Load() == 1 }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return ts.hits.Load() == 1 }, 30*time.Second, time.Millisecond)
 
 	cancel()
 	assert.ErrorIs(t, <-cancelled, context.Canceled) // returns while the fetch still hangs
@@ -118,7 +118,7 @@ func TestStaleServedDuringSlowRefresh(t *testing.T) {
 
 	first, err := src.TokenContext(ctx)
 	require.NoError(t, err)
-	fc.Advance(79 * time.Second) // still fresh (refresh at 80 s)
+	fc.Advance(69 * time.Second) // still fresh (refresh at 70 s: 100 s less a 10 s skew and a 20 s window)
 	again, err := src.TokenContext(ctx)
 	require.NoError(t, err)
 	assert.Same(t, first, again)
@@ -139,7 +139,7 @@ func TestStaleServedDuringSlowRefresh(t *testing.T) {
 	require.Eventually(t, func() bool {
 		tok, err := src.TokenContext(ctx)
 		return err == nil && tok != first
-	}, 5*time.Second, time.Millisecond)
+	}, 30*time.Second, time.Millisecond)
 	assert.EqualValues(t, 2, ts.hits.Load())
 }
 
@@ -181,7 +181,7 @@ func TestFailedStaleRefreshKeepsServingAndSpacesRetries(t *testing.T) {
 	require.NoError(t, err)
 	assert.Same(t, first, tok)
 	<-arrived
-	require.Eventually(t, func() bool { return src.full.Load().inflight.Load() == nil }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return src.full.Load().inflight.Load() == nil }, 30*time.Second, time.Millisecond)
 	for range 20 { // within the retry delay: no new attempt
 		tok, err = src.TokenContext(context.Background())
 		require.NoError(t, err)
@@ -254,13 +254,18 @@ func TestFreshPathAllocatesNothing(t *testing.T) {
 func TestFetchHasItsOwnTimeout(t *testing.T) {
 	t.Parallel()
 	ts := newTokenServer(t)
-	hold := make(chan struct{})
+	hold, arrived := make(chan struct{}), make(chan struct{}, 1)
 	defer close(hold)
-	ts.set(func(ts *tokenServer) { ts.hold = hold })
-	c, _ := newTestClient(t, ts, func(cfg *Config) { cfg.FetchTimeout = 20 * time.Millisecond })
+	ts.set(func(ts *tokenServer) { ts.hold, ts.arrived = hold, arrived })
+	c, fc := newTestClient(t, ts, func(cfg *Config) { cfg.FetchTimeout = 20 * time.Second })
 	src := mustSource(t, c, eventAudience)
-	_, err := src.TokenContext(context.Background())
+	done := make(chan error, 1)
+	go func() { _, err := src.TokenContext(context.Background()); done <- err }()
+	<-arrived
+	fc.Advance(20 * time.Second) // the fetch's own clock, not the caller's context
+	err := <-done
 	require.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Equal(t, FailureTimeout, ClassifyError(err))
 }
 
 func TestCloseEndsFetchesAndLaterCalls(t *testing.T) {
@@ -273,7 +278,7 @@ func TestCloseEndsFetchesAndLaterCalls(t *testing.T) {
 	src := mustSource(t, c, eventAudience)
 	waiting := make(chan error, 1)
 	go func() { _, err := src.TokenContext(context.Background()); waiting <- err }()
-	require.Eventually(t, func() bool { return ts.hits.Load() == 1 }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return ts.hits.Load() == 1 }, 30*time.Second, time.Millisecond)
 	require.NoError(t, c.Close())
 	assert.ErrorIs(t, <-waiting, ErrClosed)
 	_, err := src.TokenContext(context.Background())

@@ -95,9 +95,9 @@ type Config struct {
 	// HTTPClient sends token (and metadata) requests. The SDK uses a copy
 	// that never follows redirects, whoever built it: a redirect could
 	// carry the credentials to another host. Optional; default a client
-	// of its own, with a 30 s timeout, on a clone of http.DefaultTransport
-	// taken at start-up, so later changes to http.DefaultTransport do not
-	// touch requests that carry the secret.
+	// of its own on a clone of http.DefaultTransport taken at start-up, so
+	// later changes to http.DefaultTransport do not touch requests that
+	// carry the secret (AttemptTimeout bounds each request).
 	HTTPClient *http.Client
 	// EndpointParams are extra parameters sent with every token request.
 	// The SDK's own (grant_type, scope, audience, resource, client_id,

@@ -94,8 +94,10 @@ func (p *endpoint) get(ctx context.Context) (*endpointInfo, error) {
 		return cur, nil
 	}
 	ch := p.group.DoChan("", func() (any, error) {
-		ctx, cancel := context.WithTimeout(p.env.ctx, p.env.cfg.FetchTimeout)
-		defer cancel()
+		ctx, cancel := context.WithCancelCause(p.env.ctx)
+		defer cancel(nil)
+		stop := p.env.clock.AfterFunc(p.env.cfg.FetchTimeout, func() { cancel(errFetchTimeout) })
+		defer stop()
 		info, err := p.discover(ctx)
 		p.mu.Lock()
 		defer p.mu.Unlock()

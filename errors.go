@@ -29,14 +29,6 @@ var (
 	ErrTokenUnavailable = errors.New("m2m: no token available")
 )
 
-// Limits on what a TokenError keeps of a server's answer.
-const (
-	maxErrorCode        = 64
-	maxErrorDescription = 512
-	maxErrorURI         = 512
-	maxLocation         = 512
-)
-
 // TokenError is a non-2xx answer of the token endpoint. Its fields follow
 // RFC 6749 §5.2. Every field is scrubbed of the client secret in every
 // encoding a server may echo it in, before it is cut to its limit.
@@ -123,7 +115,7 @@ func (e *BackoffError) Unwrap() error { return e.Err }
 // tokenError builds the exported error of a non-2xx answer (RFC 6749
 // §5.2), scrubbing the client secret from every field before cutting it.
 func (e *env) tokenError(resp *http.Response, body []byte, truncated bool, audience string) *TokenError {
-	sc := wire.NewScrubber(e.cfg.ClientID, e.cfg.ClientSecret)
+	sc := e.scrubber()
 	te := &TokenError{StatusCode: resp.StatusCode, Body: sc.Bytes(body, truncated), Audience: audience}
 	var raw struct {
 		Error       string `json:"error"`
@@ -131,11 +123,11 @@ func (e *env) tokenError(resp *http.Response, body []byte, truncated bool, audie
 		URI         string `json:"error_uri"`
 	}
 	if json.Unmarshal(body, &raw) == nil {
-		te.ErrorCode = sc.Truncate(raw.Error, maxErrorCode)
-		te.ErrorDescription = sc.Truncate(raw.Description, maxErrorDescription)
-		te.ErrorURI = sc.Truncate(raw.URI, maxErrorURI)
+		te.ErrorCode = sc.Truncate(raw.Error, wire.MaxErrorCode)
+		te.ErrorDescription = sc.Truncate(raw.Description, wire.MaxErrorDescription)
+		te.ErrorURI = sc.Truncate(raw.URI, wire.MaxErrorURI)
 	}
-	te.Hint = e.hint(te, sc.Truncate(resp.Header.Get("Location"), maxLocation))
+	te.Hint = e.hint(te, sc.Truncate(resp.Header.Get("Location"), wire.MaxLocation))
 	return te
 }
 

@@ -48,23 +48,19 @@ func (e *entry) obtain(ctx context.Context) fetchResult {
 func (e *entry) fetch(ctx context.Context) fetchResult {
 	cfg := &e.env.cfg
 	clk := e.env.clock
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	stop := clk.AfterFunc(cfg.FetchTimeout, func() { cancel(errFetchTimeout) })
-	defer stop()
 	deadline := clk.Now().Add(cfg.FetchTimeout)
 
 	ep, err := e.env.endpoint.get(ctx)
 	if err != nil {
-		return fetchResult{err: causeOf(ctx, err)}
+		return fetchResult{err: err}
 	}
 	for attempt := 0; ; attempt++ {
-		st, retryAfter, err := e.attempt(ctx, ep)
+		st, retryAfter, err := e.attempt(ctx, ep, deadline)
 		if err == nil {
 			return fetchResult{st: st, attempts: attempt + 1}
 		}
-		res := fetchResult{attempts: attempt + 1, retryAfter: retryAfter, err: causeOf(ctx, err)}
-		if !retryable(res.err) || attempt >= cfg.MaxRetries || ctx.Err() != nil {
+		res := fetchResult{attempts: attempt + 1, retryAfter: retryAfter, err: err}
+		if !retryable(res.err) || attempt >= cfg.MaxRetries || ctx.Err() != nil || !clk.Now().Before(deadline) {
 			return res
 		}
 		delay := backoff.Delay(attempt, cfg.RetryBaseDelay, cfg.RetryMaxDelay, e.env.rand())
@@ -78,12 +74,7 @@ func (e *entry) fetch(ctx context.Context) fetchResult {
 		e.observe(Event{Kind: EventRetry, Duration: delay, Attempts: attempt + 1, Err: res.err, Failure: kind})
 		e.log(slog.LevelInfo, "m2m: token request failed, retrying",
 			slog.Int("attempt", attempt+1), slog.Duration("delay", delay), slog.String("failure", string(kind)), slog.String("error", res.err.Error()))
-		timer, stopTimer := clk.NewTimer(delay)
-		select {
-		case <-timer:
-		case <-ctx.Done():
-			stopTimer()
-			res.err = causeOf(ctx, res.err)
+		if !sleep(ctx, clk, delay) {
 			return res
 		}
 	}
@@ -144,20 +135,22 @@ func (e *entry) prepare(ep *endpointInfo, cache *atomic.Pointer[prepared]) (*pre
 	return p, nil
 }
 
-// attempt makes one token request, bounded by AttemptTimeout. It returns
-// the server's Retry-After, if it sent one.
-func (e *entry) attempt(ctx context.Context, ep *endpointInfo) (*tokenState, time.Duration, error) {
+// attempt makes one token request, bounded by AttemptTimeout and by the
+// fetch's deadline, whichever comes first: one timer on the Client's
+// clock. It returns the server's Retry-After, if it sent one.
+func (e *entry) attempt(ctx context.Context, ep *endpointInfo, deadline time.Time) (*tokenState, time.Duration, error) {
 	p, err := e.prepare(ep, &e.prepared)
 	if err != nil {
 		return nil, 0, err
 	}
-	if e.env.cfg.AttemptTimeout < e.env.cfg.FetchTimeout {
-		var cancel context.CancelCauseFunc
-		ctx, cancel = context.WithCancelCause(ctx)
-		defer cancel(nil)
-		stop := e.env.clock.AfterFunc(e.env.cfg.AttemptTimeout, func() { cancel(errAttemptTimeout) })
-		defer stop()
+	limit, cause := e.env.cfg.AttemptTimeout, errAttemptTimeout
+	if left := deadline.Sub(e.env.clock.Now()); left <= limit {
+		limit, cause = left, errFetchTimeout
 	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stop := e.env.clock.AfterFunc(limit, func() { cancel(cause) })
+	defer stop()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.tokenURL, bytes.NewReader(p.body))
 	if err != nil {
 		return nil, 0, fmt.Errorf("m2m: building token request: %w", err)
@@ -181,7 +174,7 @@ func (e *entry) attempt(ctx context.Context, ep *endpointInfo) (*tokenState, tim
 		after, _ := backoff.RetryAfter(resp.Header.Get("Retry-After"), now)
 		return nil, after, e.env.tokenError(resp, body, truncated, e.key.audience)
 	}
-	tok, err := wire.Parse(resp.StatusCode, resp.Header, body, truncated, now, e.env.cfg.DefaultLifetime)
+	tok, err := wire.ParseScrubbed(e.env.scrubber(), resp.StatusCode, resp.Header, body, truncated, now, e.env.cfg.DefaultLifetime)
 	if err != nil {
 		return nil, 0, fmt.Errorf("%w (audience %q)", err, e.key.audience)
 	}

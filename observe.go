@@ -129,10 +129,10 @@ func ClassifyError(err error) FailureKind {
 		return FailureServer
 	case errors.As(err, &te):
 		return FailureClient
-	case errors.Is(err, ErrInvalidResponse):
-		return FailureInvalidResponse
 	case errors.As(err, &de):
 		return FailureDiscovery
+	case errors.Is(err, ErrInvalidResponse):
+		return FailureInvalidResponse
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
 		return FailureTimeout
 	}

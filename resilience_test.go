@@ -49,7 +49,7 @@ func TestStaleServedThroughOutageUntilExpiry(t *testing.T) {
 			require.NoError(t, err, "at %v", at)
 			assert.Same(t, first, tok)
 		}
-		require.Eventually(t, func() bool { return src.full.Load().inflight.Load() == nil }, 5*time.Second, time.Millisecond)
+		require.Eventually(t, func() bool { return src.full.Load().inflight.Load() == nil }, 30*time.Second, time.Millisecond)
 	}
 	refreshes := ts.hits.Load() - 1
 	assert.Greater(t, refreshes, int64(3), "the refresh keeps being retried")
@@ -257,7 +257,7 @@ func TestObservabilityEvents(t *testing.T) {
 	fc.Advance(85 * time.Second)
 	_, err = src.TokenContext(context.Background())
 	require.NoError(t, err)
-	require.Eventually(t, func() bool { return len(rec.of(EventFetch)) == 2 }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return len(rec.of(EventFetch)) == 2 }, 30*time.Second, time.Millisecond)
 
 	fetch := rec.of(EventFetch)[0]
 	assert.Equal(t, "event", fetch.Audience)

@@ -82,6 +82,11 @@ type env struct {
 	wg     sync.WaitGroup // background fetches and refreshes
 
 	endpoint *endpoint // the token endpoint and auth style, maybe discovered
+
+	// scrubber removes the client secret, in every encoding a server may
+	// echo it in, from server text; built on first use (it costs about
+	// 0.1 ms, and only failures need it).
+	scrubber func() *wire.Scrubber
 }
 
 // New checks cfg and returns a Client. Every bad field gets an error that
@@ -99,13 +104,16 @@ func newClient(cfg Config, clk clock.Clock, rnd func() float64) (*Client, error)
 	if cfg.HTTPClient != nil {
 		e.hc = wire.WithoutRedirects(cfg.HTTPClient)
 	} else {
-		e.hc = wire.NewHTTPClient(30 * time.Second)
+		// No client timeout: every request is bounded by AttemptTimeout on
+		// the Client's clock, and a second deadline per request costs.
+		e.hc = wire.NewHTTPClient(0)
 	}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
 	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.endpoint = newEndpoint(e)
+	e.scrubber = sync.OnceValue(func() *wire.Scrubber { return wire.NewScrubber(cfg.ClientID, cfg.ClientSecret) })
 	if cfg.Store != nil {
 		e.store = &storeGate{env: e, s: cfg.Store}
 	}
@@ -116,19 +124,15 @@ func newClient(cfg Config, clk clock.Clock, rnd func() float64) (*Client, error)
 	return c, nil
 }
 
-// goTracked runs f in a goroutine that Close waits for; false (and f not
-// run) once the Client is closed.
-func (e *env) goTracked(f func()) bool {
+// addFetch registers one fetch that Close waits for (the caller calls
+// wg.Done when it ends); false once the Client is closed.
+func (e *env) addFetch() bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed.Load() {
 		return false
 	}
 	e.wg.Add(1)
-	go func() {
-		defer e.wg.Done()
-		f()
-	}()
 	return true
 }
 

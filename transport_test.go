@@ -111,7 +111,9 @@ func TestRedirectsNeverCarryTokenOutside(t *testing.T) {
 	api := echoServer(t, func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/api/to-foreign":
-			http.Redirect(w, r, foreign.URL+"/steal", http.StatusTemporaryRedirect)
+			// Inside the audience's path, on another port of the same
+			// host: only the origin check keeps the token back.
+			http.Redirect(w, r, foreign.URL+"/api/steal", http.StatusTemporaryRedirect)
 		case "/api/to-outside":
 			http.Redirect(w, r, "/public", http.StatusFound)
 		case "/api/to-inside":

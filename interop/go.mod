@@ -3,7 +3,7 @@
 // never download what these tests need.
 module github.com/m2mauth/m2m/interop
 
-go 1.26.8
+go 1.26.0
 
 require (
 	github.com/m2mauth/m2m v0.0.0
@@ -11,9 +11,6 @@ require (
 )
 
 require (
-	github.com/MicahParks/jwkset v0.11.4 // indirect
-	github.com/MicahParks/keyfunc/v3 v3.9.1 // indirect
-	github.com/golang-jwt/jwt/v5 v5.3.1 // indirect
 	go.yaml.in/yaml/v3 v3.0.5 // indirect
 	golang.org/x/oauth2 v0.38.0 // indirect
 	golang.org/x/sync v0.25.0 // indirect

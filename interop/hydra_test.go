@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -27,54 +28,41 @@ var hydra struct {
 }
 
 // TestMain starts Hydra from $HYDRA_BIN and node-oidc-provider from the
-// folder $OIDC_PROVIDER_DIR (both from ./scripts/test.sh) on free loopback
-// ports, runs the tests and stops both. A server whose variable is unset
-// has its tests skipped, except in CI ($CI=true), where that is a failure.
+// folder $OIDC_PROVIDER_DIR (both set by ./scripts/test.sh) on free
+// loopback ports, runs the tests and stops both. Without $HYDRA_BIN the
+// tests are skipped, and without $OIDC_PROVIDER_DIR those of
+// node-oidc-provider, except in CI ($CI=true), where either is a failure.
 func TestMain(m *testing.M) {
 	bin, nodeDir := os.Getenv("HYDRA_BIN"), os.Getenv("OIDC_PROVIDER_DIR")
-	for name, v := range map[string]string{"HYDRA_BIN": bin, "OIDC_PROVIDER_DIR": nodeDir} {
-		if v != "" {
-			continue
-		}
-		if os.Getenv("CI") == "true" {
-			fmt.Fprintf(os.Stderr, "interop: %s is not set; CI must run every interop test (use ./scripts/test.sh)\n", name)
-			os.Exit(1)
-		}
-		fmt.Fprintf(os.Stderr, "interop: %s is not set: skipping its server's tests (./scripts/test.sh sets it)\n", name)
+	ci := os.Getenv("CI") == "true"
+	switch {
+	case ci && (bin == "" || nodeDir == ""):
+		fmt.Fprintln(os.Stderr, "interop: HYDRA_BIN and OIDC_PROVIDER_DIR must be set; CI must run every interop test (use ./scripts/test.sh)")
+		os.Exit(1)
+	case bin == "":
+		fmt.Fprintln(os.Stderr, "interop: HYDRA_BIN is not set: skipping the interop tests (./scripts/test.sh sets it)")
+		os.Exit(0)
+	case nodeDir == "":
+		fmt.Fprintln(os.Stderr, "interop: OIDC_PROVIDER_DIR is not set: skipping the node-oidc-provider tests (./scripts/test.sh sets it)")
 	}
 	hydra.m2m = os.Getenv("M2M_BIN")
-	var stops []func()
-	stopAll := func() {
-		for _, stop := range stops {
-			stop()
-		}
+	stop, err := startHydra(bin)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "interop:", err)
+		os.Exit(1)
 	}
-	for _, s := range []struct {
-		arg   string
-		start func(string) (func(), error)
-	}{{bin, startHydra}, {nodeDir, startNode}} {
-		if s.arg == "" {
-			continue
-		}
-		stop, err := s.start(s.arg)
-		if err != nil {
-			stopAll()
+	stopNode := func() {}
+	if nodeDir != "" {
+		if stopNode, err = startNode(nodeDir); err != nil {
+			stop()
 			fmt.Fprintln(os.Stderr, "interop:", err)
 			os.Exit(1)
 		}
-		stops = append(stops, stop)
 	}
 	code := m.Run()
-	stopAll()
+	stopNode()
+	stop()
 	os.Exit(code)
-}
-
-// needHydra skips t when TestMain did not start Hydra.
-func needHydra(t *testing.T) {
-	t.Helper()
-	if hydra.public == "" {
-		t.Skip("HYDRA_BIN is not set")
-	}
 }
 
 // freePort returns a loopback port nothing listens on right now.
@@ -88,49 +76,60 @@ func freePort() (int, error) {
 }
 
 func startHydra(bin string) (stop func(), err error) {
+	srv, stop, err := runHydra(bin, "STRATEGIES_ACCESS_TOKEN=jwt")
+	hydra.public, hydra.admin, hydra.issuer = srv.public, srv.admin, srv.issuer
+	return stop, err
+}
+
+// hydraServer is one running Hydra.
+type hydraServer struct{ public, admin, issuer string }
+
+// runHydra starts a Hydra on free loopback ports with env added to the
+// base configuration, and waits until it is ready.
+func runHydra(bin string, env ...string) (srv hydraServer, stop func(), err error) {
 	pub, err := freePort()
 	if err != nil {
-		return nil, err
+		return srv, nil, err
 	}
 	adm, err := freePort()
 	if err != nil {
-		return nil, err
+		return srv, nil, err
 	}
 	secret := make([]byte, 24)
 	rand.Read(secret)
-	hydra.public = fmt.Sprintf("http://127.0.0.1:%d", pub)
-	hydra.admin = fmt.Sprintf("http://127.0.0.1:%d", adm)
+	srv.public = fmt.Sprintf("http://127.0.0.1:%d", pub)
+	srv.admin = fmt.Sprintf("http://127.0.0.1:%d", adm)
 	// A SQLite file, not DSN=memory: Hydra's in-memory database vanishes
-	// when its last connection closes, which a cancelled query on a busy
+	// when its last connection closes, which a query cancelled on a busy
 	// machine can cause ("Unable to locate the table").
 	dir, err := os.MkdirTemp("", "m2m-interop-hydra-")
 	if err != nil {
-		return nil, err
+		return srv, nil, err
 	}
 	dsn := "DSN=sqlite://" + filepath.Join(dir, "hydra.sqlite") + "?_fk=true"
 	migrate := exec.Command(bin, "migrate", "sql", "up", "-e", "--yes")
 	migrate.Env = append(os.Environ(), dsn)
 	if out, err := migrate.CombinedOutput(); err != nil {
 		os.RemoveAll(dir)
-		return nil, fmt.Errorf("hydra migrate: %w:\n%s", err, out)
+		return srv, nil, fmt.Errorf("hydra migrate: %w:\n%s", err, out)
 	}
 	var logs bytes.Buffer
 	cmd := exec.Command(bin, "serve", "all", "--dev", "--sqa-opt-out")
 	cmd.Env = append(os.Environ(),
 		dsn,
 		"SECRETS_SYSTEM="+hex.EncodeToString(secret),
-		"STRATEGIES_ACCESS_TOKEN=jwt",
-		"URLS_SELF_ISSUER="+hydra.public,
+		"URLS_SELF_ISSUER="+srv.public,
 		"SERVE_PUBLIC_HOST=127.0.0.1", fmt.Sprintf("SERVE_PUBLIC_PORT=%d", pub),
 		"SERVE_ADMIN_HOST=127.0.0.1", fmt.Sprintf("SERVE_ADMIN_PORT=%d", adm),
 		"LOG_LEVEL=warn",
 	)
+	cmd.Env = append(cmd.Env, env...)
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	// Hydra dies with the test binary, whatever ends it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		os.RemoveAll(dir)
-		return nil, fmt.Errorf("starting hydra: %w", err)
+		return srv, nil, fmt.Errorf("starting hydra: %w", err)
 	}
 	exited := make(chan error, 1)
 	go func() {
@@ -148,7 +147,7 @@ func startHydra(bin string) (stop func(), err error) {
 		}
 	}
 	deadline := time.Now().Add(60 * time.Second)
-	for _, u := range []string{hydra.public + "/health/ready", hydra.admin + "/health/ready"} {
+	for _, u := range []string{srv.public + "/health/ready", srv.admin + "/health/ready"} {
 		for {
 			resp, err := http.Get(u)
 			if err == nil {
@@ -159,48 +158,64 @@ func startHydra(bin string) (stop func(), err error) {
 			}
 			select {
 			case err := <-exited:
-				return nil, fmt.Errorf("hydra exited (%v):\n%s", err, logs.String())
+				return srv, nil, fmt.Errorf("hydra exited (%v):\n%s", err, logs.String())
 			case <-time.After(100 * time.Millisecond):
 			}
 			if time.Now().After(deadline) {
 				stop()
-				return nil, fmt.Errorf("hydra not ready after 60 s:\n%s", logs.String())
+				return srv, nil, fmt.Errorf("hydra not ready after 60 s:\n%s", logs.String())
 			}
 		}
 	}
 	var disc struct {
 		Issuer string `json:"issuer"`
 	}
-	// The first discovery request creates the ID-token signing keys
-	// (RSA-4096); on a busy machine Hydra may drop that connection before
-	// it answers, so ask again for a while.
+	// The first metadata request makes the ID-token keys (RSA-4096); on a
+	// busy machine that can outlast Hydra's 10 s write timeout, which drops
+	// the answer: ask again, for up to five minutes.
 	keysDeadline := time.Now().Add(5 * time.Minute)
 	for {
-		err := getJSON(hydra.public+"/.well-known/openid-configuration", &disc)
+		err := getJSON(srv.public+"/.well-known/openid-configuration", &disc)
 		if err == nil {
 			break
 		}
 		if time.Now().After(keysDeadline) {
 			stop()
-			return nil, fmt.Errorf("hydra discovery: %w:\n%s", err, logs.String())
+			return srv, nil, fmt.Errorf("hydra metadata: %w:\n%s", err, logs.String())
 		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	srv.issuer = disc.Issuer
+	// A JWT access-token signing key is made on the first token request,
+	// which on a busy machine can outlast a token fetch's timeout: make it
+	// now, before any test runs.
+	if slices.Contains(env, "STRATEGIES_ACCESS_TOKEN=jwt") {
+		ctx, cancel := context.WithDeadline(context.Background(), keysDeadline)
+		defer cancel()
+		if err := createKey(ctx, srv.admin, "hydra.jwt.access-token", "interop-first"); err != nil {
+			stop()
+			return srv, nil, fmt.Errorf("%w:\n%s", err, logs.String())
+		}
+	}
+	return srv, stop, nil
+}
+
+// createKey has the Hydra whose admin API is at base make an RS256 key kid
+// in key set set. An RSA-4096 key can take longer than Hydra's 10 s write
+// timeout on a busy machine, which drops the answer but not the key: then
+// it waits for the key to appear.
+func createKey(ctx context.Context, base, set, kid string) error {
+	err := adminAt(ctx, base, http.MethodPost, "/admin/keys/"+set,
+		map[string]string{"alg": "RS256", "use": "sig", "kid": kid}, http.StatusCreated, nil)
+	for err != nil {
 		select {
-		case err := <-exited:
-			return nil, fmt.Errorf("hydra exited (%v):\n%s", err, logs.String())
-		case <-time.After(100 * time.Millisecond):
+		case <-ctx.Done():
+			return fmt.Errorf("hydra: key %s/%s not made: %w", set, kid, err)
+		case <-time.After(200 * time.Millisecond):
 		}
+		err = adminAt(ctx, base, http.MethodGet, "/admin/keys/"+set+"/"+kid, nil, http.StatusOK, nil)
 	}
-	hydra.issuer = disc.Issuer
-	// Hydra creates its RSA-4096 access-token signing key on the first
-	// token request, which on a busy machine can outlast a token fetch's
-	// timeout. Create it here, before any test runs.
-	ctx, cancel := context.WithDeadline(context.Background(), keysDeadline)
-	defer cancel()
-	if err := createKey(ctx, "hydra.jwt.access-token", "interop-first"); err != nil {
-		stop()
-		return nil, fmt.Errorf("%w:\n%s", err, logs.String())
-	}
-	return stop, nil
+	return nil
 }
 
 func getJSON(u string, out any) error {
@@ -237,24 +252,6 @@ func admin(ctx context.Context, method, path string, body any, want int, out any
 	}
 	if out != nil {
 		return json.Unmarshal(raw, out)
-	}
-	return nil
-}
-
-// createKey has Hydra generate an RS256 key kid in key set set. Making an
-// RSA-4096 key can outlast Hydra's 10 s write timeout on a busy machine,
-// which drops the answer but not the key: then it waits for the key to
-// appear.
-func createKey(ctx context.Context, set, kid string) error {
-	err := admin(ctx, http.MethodPost, "/admin/keys/"+set,
-		map[string]string{"alg": "RS256", "use": "sig", "kid": kid}, http.StatusCreated, nil)
-	for err != nil {
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("hydra: key %s/%s not created: %w", set, kid, err)
-		case <-time.After(200 * time.Millisecond):
-		}
-		err = admin(ctx, http.MethodGet, "/admin/keys/"+set+"/"+kid, nil, http.StatusOK, nil)
 	}
 	return nil
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one test command: formatting, vet, staticcheck and the race-enabled
 # tests of every module in the repository (the SDK and each nested module),
-# short fuzz runs, and the interop tests against real authorization servers
+# short fuzz runs, the README's walk-through run as written (scripts/
+# walkthrough.sh), and the interop tests against real authorization servers
 # (built or installed once and cached in .cache/, started on 127.0.0.1 by
 # the tests and stopped by them).
 # M2M_SKIP_INTEROP=1 skips the interop tests locally; CI ($CI=true) never does.
@@ -34,6 +35,16 @@ for dir in "${modules[@]}" ./interop; do
   (cd "$dir" && go vet ./... && go run honnef.co/go/tools/cmd/staticcheck@${staticcheck_version} ./...)
 done
 
+# redisstore's tests start their own redis-server on 127.0.0.1 (installed
+# once from the distribution's packages); without one they skip locally
+# and fail in CI.
+if ! REDIS_SERVER_BIN=$(./scripts/redis.sh); then
+  [ "${CI:-}" = true ] && { echo "redis-server could not be installed" >&2; exit 1; }
+  echo "redis-server could not be installed: the redisstore tests will skip" >&2
+  REDIS_SERVER_BIN=
+fi
+export REDIS_SERVER_BIN
+
 for dir in "${modules[@]}"; do
   echo "== go test -race: $dir"
   (cd "$dir" && go test -race -count=1 ./...)
@@ -42,7 +53,13 @@ done
 echo "== fuzz: 10 s per target"
 go test -run '^$' -fuzz '^FuzzParse$' -fuzztime 10s ./internal/wire
 go test -run '^$' -fuzz '^FuzzJWTExpiry$' -fuzztime 10s ./internal/wire
+go test -run '^$' -fuzz '^FuzzScrub$' -fuzztime 10s ./internal/wire
 go test -run '^$' -fuzz '^FuzzRoute$' -fuzztime 10s .
+go test -run '^$' -fuzz '^FuzzVerify$' -fuzztime 10s ./verify
+go test -run '^$' -fuzz '^FuzzJSONReader$' -fuzztime 10s ./verify
+
+echo "== walk-through: the README's commands, as written, against the dev server"
+./scripts/walkthrough.sh
 
 echo "== interop: real authorization servers"
 if [ "${M2M_SKIP_INTEROP:-}" = 1 ] && [ "${CI:-}" != true ]; then

@@ -114,12 +114,18 @@ func (f *Fake) Timers() int {
 
 // NextTimer returns how long until the earliest NewTimer timer fires, and
 // false when none waits.
-func (f *Fake) NextTimer() (time.Duration, bool) {
+func (f *Fake) NextTimer() (time.Duration, bool) { return f.next(false) }
+
+// Next returns how long until the earliest timer of either kind fires,
+// and false when none waits.
+func (f *Fake) Next() (time.Duration, bool) { return f.next(true) }
+
+func (f *Fake) next(funcs bool) (time.Duration, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var next time.Time
 	for _, t := range f.timers {
-		if t.ch != nil && (next.IsZero() || t.at.Before(next)) {
+		if (t.ch != nil || funcs) && (next.IsZero() || t.at.Before(next)) {
 			next = t.at
 		}
 	}

@@ -21,6 +21,12 @@ const MaxBody = 1 << 20
 // expires_in cannot overflow time arithmetic or pin a token for decades.
 const MaxLifetime = 365 * 24 * time.Hour
 
+// MaxClockSkew is how far in the past a JWT access token's exp may lie, by
+// our clock, and the token still be taken: the server's clock may run
+// behind ours. Within it expires_in sets the lifetime; beyond it the
+// response is refused, whatever expires_in says.
+const MaxClockSkew = time.Minute
+
 // ErrInvalidResponse is wrapped by every error about a 2xx token response
 // that cannot be used (not JSON, no access_token, a token type other than
 // bearer, a bad expires_in, an oversized body).
@@ -46,20 +52,6 @@ type Token struct {
 	Scope        string // as granted by the server; may be empty
 }
 
-// ErrorBody is a non-2xx token-endpoint answer (RFC 6749 §5.2).
-type ErrorBody struct {
-	Status      int
-	Code        string // "error"
-	Description string // "error_description"
-	URI         string // "error_uri"
-	Body        []byte // at most MaxBody bytes of the raw body
-	RetryAfter  string // the Retry-After header, verbatim
-}
-
-func (e *ErrorBody) Error() string {
-	return fmt.Sprintf("token endpoint answered %d %s", e.Status, e.Code)
-}
-
 // invalid builds an ErrInvalidResponse with a reason.
 func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalidResponse, fmt.Sprintf(format, args...))
@@ -74,12 +66,23 @@ func ReadBody(r io.Reader) (body []byte, truncated bool, err error) {
 	return body, false, err
 }
 
-// Parse turns one token-endpoint response into a Token, an *ErrorBody, or
-// an error wrapping ErrInvalidResponse. now and defaultLifetime settle the
-// lifetime when the response has no usable expires_in.
+// Parse is ParseScrubbed with no secret to scrub: it keeps server text as
+// the server sent it, apart from the length limits.
 func Parse(status int, header http.Header, body []byte, truncated bool, now time.Time, defaultLifetime time.Duration) (*Token, error) {
+	return ParseScrubbed(nil, status, header, body, truncated, now, defaultLifetime)
+}
+
+// ParseScrubbed turns one successful (2xx) token-endpoint response into a
+// Token, or an error wrapping ErrInvalidResponse; error answers (RFC 6749
+// §5.2) are the caller's to read, with Scrubber.Truncate and the Max*
+// limits. now and
+// defaultLifetime settle the lifetime when the response has no usable
+// expires_in; truncated says ReadBody cut the body. Every piece of server
+// text kept in the result or quoted in an error is scrubbed by sc and then
+// cut to its limit. A Token's Lifetime is above zero.
+func ParseScrubbed(sc *Scrubber, status int, header http.Header, body []byte, truncated bool, now time.Time, defaultLifetime time.Duration) (*Token, error) {
 	if status < 200 || status > 299 {
-		return nil, parseError(status, header, body)
+		return nil, invalid("status %d is not a success", status)
 	}
 	if truncated {
 		return nil, invalid("body larger than %d bytes", MaxBody)
@@ -91,7 +94,7 @@ func Parse(status int, header http.Header, body []byte, truncated bool, now time
 		Scope       *string         `json:"scope"`
 	}
 	if err := json.Unmarshal(body, &raw); err != nil {
-		return nil, invalid("body is not a JSON object (content type %q)", mediaType(header))
+		return nil, invalid("body is not a JSON object (content type %q)", sc.Truncate(mediaType(header), 64))
 	}
 	if raw.AccessToken == nil || *raw.AccessToken == "" {
 		return nil, invalid("no access_token")
@@ -100,46 +103,53 @@ func Parse(status int, header http.Header, body []byte, truncated bool, now time
 		return nil, invalid("access_token holds characters not allowed in an HTTP header")
 	}
 	if raw.TokenType != nil && *raw.TokenType != "" && !strings.EqualFold(*raw.TokenType, "bearer") {
-		return nil, invalid("token_type %q is not bearer", truncate(*raw.TokenType, 32))
+		return nil, invalid("token_type %q is not bearer", sc.Truncate(*raw.TokenType, 32))
 	}
 	t := &Token{AccessToken: *raw.AccessToken, TokenType: "Bearer"}
 	if raw.Scope != nil {
 		t.Scope = *raw.Scope
 	}
-	life, ok, err := parseExpiresIn(raw.ExpiresIn)
+	life, ok, err := parseExpiresIn(sc, raw.ExpiresIn)
 	if err != nil {
 		return nil, err
 	}
 	exp, isJWT := JWTExpiry(t.AccessToken)
+	left := exp.Sub(now)
+	if isJWT && -left > MaxClockSkew {
+		return nil, invalid("the access token's exp passed %v ago, more than the %v allowed for clock skew",
+			(-left).Truncate(time.Second), MaxClockSkew)
+	}
 	switch {
 	case ok:
 		t.Lifetime, t.LifetimeFrom = life, FromExpiresIn
 		// A JWT whose exp comes sooner (exp is whole seconds, so it can be
 		// up to a second short of expires_in) is used only until its exp.
-		// An exp already past by our clock is clock skew: trust expires_in.
-		if left := exp.Sub(now); isJWT && left > 0 && left < life {
+		// An exp past by no more than MaxClockSkew is clock skew: trust
+		// expires_in.
+		if isJWT && left > 0 && left < life {
 			t.Lifetime = left
 		}
-	default:
-		if isJWT {
-			left := exp.Sub(now)
-			if left <= 0 {
-				return nil, invalid("no expires_in, and the JWT's exp is already past")
-			}
-			t.Lifetime, t.LifetimeFrom = min(left, MaxLifetime), FromJWT
-		} else {
-			t.Lifetime, t.LifetimeFrom = defaultLifetime, FromDefault
+	case isJWT:
+		if left <= 0 {
+			return nil, invalid("no expires_in, and the access token's exp is already past")
 		}
+		t.Lifetime, t.LifetimeFrom = min(left, MaxLifetime), FromJWT
+	default:
+		t.Lifetime, t.LifetimeFrom = defaultLifetime, FromDefault
+	}
+	if t.Lifetime <= 0 {
+		return nil, invalid("the token is already expired (lifetime %v from %s)", t.Lifetime, t.LifetimeFrom)
 	}
 	return t, nil
 }
 
 // parseExpiresIn accepts a JSON number or a numeric string of seconds.
 // Absent, null and 0 report ok=false ("not given": RFC 6749 makes the field
-// optional, and some servers send 0 for unknown); negative, non-finite and
-// non-numeric values are errors; fractions are kept to the millisecond;
-// values above MaxLifetime are clamped.
-func parseExpiresIn(raw json.RawMessage) (time.Duration, bool, error) {
+// optional, and some servers send 0 for unknown); negative, NaN, infinite
+// and non-numeric values are errors; fractions are kept to the
+// millisecond; values above MaxLifetime, including those too large for a
+// float64 (1e400), are clamped.
+func parseExpiresIn(sc *Scrubber, raw json.RawMessage) (time.Duration, bool, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || string(raw) == "null" {
 		return 0, false, nil
@@ -152,8 +162,15 @@ func parseExpiresIn(raw json.RawMessage) (time.Duration, bool, error) {
 		text = strings.TrimSpace(text)
 	}
 	secs, err := strconv.ParseFloat(text, 64)
-	if err != nil || math.IsNaN(secs) || math.IsInf(secs, 0) {
-		return 0, false, invalid("expires_in %q is not a number", truncate(text, 32))
+	// A number too large for a float64 parses as ±Inf with ErrRange; the
+	// literals "Inf" and "NaN" parse without an error and are refused.
+	if errors.Is(err, strconv.ErrRange) && math.IsInf(secs, 0) {
+		err = nil
+	} else if err == nil && (math.IsNaN(secs) || math.IsInf(secs, 0)) {
+		err = strconv.ErrSyntax
+	}
+	if err != nil {
+		return 0, false, invalid("expires_in %q is not a number", sc.Truncate(text, 32))
 	}
 	switch {
 	case secs < 0:
@@ -168,23 +185,6 @@ func parseExpiresIn(raw json.RawMessage) (time.Duration, bool, error) {
 		return 0, false, invalid("expires_in %v is below a millisecond", secs)
 	}
 	return d, true, nil
-}
-
-// parseError reads an RFC 6749 §5.2 error body; a body that is not one is
-// kept raw so the caller can still see what the server said.
-func parseError(status int, header http.Header, body []byte) error {
-	e := &ErrorBody{Status: status, Body: body, RetryAfter: header.Get("Retry-After")}
-	var raw struct {
-		Error       string `json:"error"`
-		Description string `json:"error_description"`
-		URI         string `json:"error_uri"`
-	}
-	if json.Unmarshal(body, &raw) == nil {
-		e.Code = truncate(raw.Error, 64)
-		e.Description = truncate(raw.Description, 512)
-		e.URI = truncate(raw.URI, 512)
-	}
-	return e
 }
 
 func mediaType(h http.Header) string {
@@ -203,17 +203,6 @@ func HeaderSafe(s string) bool {
 		}
 	}
 	return true
-}
-
-// truncate shortens s to at most n bytes, on a rune boundary.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !isRuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
 }
 
 func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }

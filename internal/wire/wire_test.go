@@ -26,6 +26,8 @@ func TestParse(t *testing.T) {
 	t.Parallel()
 	jwt := jwtWith(`{"exp":` + jsonNum(now.Add(90*time.Second).Unix()) + `}`)
 	pastJWT := jwtWith(`{"exp":` + jsonNum(now.Add(-time.Second).Unix()) + `}`)
+	skewJWT := jwtWith(`{"exp":` + jsonNum(now.Add(-MaxClockSkew).Unix()) + `}`)
+	stale := jwtWith(`{"exp":` + jsonNum(now.Add(-MaxClockSkew-time.Second).Unix()) + `}`)
 	tests := []struct {
 		name     string
 		status   int
@@ -56,11 +58,19 @@ func TestParse(t *testing.T) {
 		{name: "expires_in bool", status: 200, body: `{"access_token":"a","expires_in":true}`, wantErr: "not a number"},
 		{name: "expires_in tiny", status: 200, body: `{"access_token":"a","expires_in":0.0001}`, wantErr: "below a millisecond"},
 		{name: "expires_in absurd clamped", status: 200, body: `{"access_token":"a","expires_in":1e300}`, life: MaxLifetime, from: FromExpiresIn},
+		{name: "expires_in overflowing float64 clamped", status: 200, body: `{"access_token":"a","expires_in":1e400}`, life: MaxLifetime, from: FromExpiresIn},
+		{name: "expires_in overflowing string clamped", status: 200, body: `{"access_token":"a","expires_in":"1e400"}`, life: MaxLifetime, from: FromExpiresIn},
+		{name: "expires_in overflowing negative", status: 200, body: `{"access_token":"a","expires_in":-1e400}`, wantErr: "negative"},
+		{name: "expires_in Infinity string", status: 200, body: `{"access_token":"a","expires_in":"Infinity"}`, wantErr: "not a number"},
+		{name: "expires_in -Inf string", status: 200, body: `{"access_token":"a","expires_in":"-Inf"}`, wantErr: "not a number"},
 		{name: "no expires_in, JWT exp", status: 200, body: `{"access_token":"` + jwt + `"}`, life: 90 * time.Second, from: FromJWT},
 		{name: "no expires_in, JWT exp past", status: 200, body: `{"access_token":"` + pastJWT + `"}`, wantErr: "already past"},
 		{name: "JWT exp sooner than expires_in", status: 200, body: `{"access_token":"` + jwt + `","expires_in":120}`, life: 90 * time.Second, from: FromExpiresIn},
 		{name: "JWT exp later than expires_in", status: 200, body: `{"access_token":"` + jwt + `","expires_in":60}`, life: 60 * time.Second, from: FromExpiresIn},
 		{name: "JWT exp past by our clock: skew, expires_in wins", status: 200, body: `{"access_token":"` + pastJWT + `","expires_in":60}`, life: 60 * time.Second, from: FromExpiresIn},
+		{name: "JWT exp past by MaxClockSkew: expires_in wins", status: 200, body: `{"access_token":"` + skewJWT + `","expires_in":60}`, life: 60 * time.Second, from: FromExpiresIn},
+		{name: "JWT exp past beyond MaxClockSkew, expires_in ignored", status: 200, body: `{"access_token":"` + stale + `","expires_in":3600}`, wantErr: "allowed for clock skew"},
+		{name: "JWT exp past beyond MaxClockSkew, no expires_in", status: 200, body: `{"access_token":"` + stale + `"}`, wantErr: "allowed for clock skew"},
 		{name: "no expires_in, opaque", status: 200, body: `{"access_token":"opaque"}`, life: 7 * time.Minute, from: FromDefault},
 		{name: "missing access_token", status: 200, body: `{"token_type":"bearer","expires_in":60}`, wantErr: "no access_token"},
 		{name: "empty access_token", status: 200, body: `{"access_token":"","expires_in":60}`, wantErr: "no access_token"},
@@ -81,14 +91,12 @@ func TestParse(t *testing.T) {
 			tok, err := Parse(tc.status, h, []byte(tc.body), tc.trunc, now, 7*time.Minute)
 			switch {
 			case tc.errBody:
-				var eb *ErrorBody
-				require.ErrorAs(t, err, &eb)
-				assert.Equal(t, tc.status, eb.Status)
-				assert.Equal(t, tc.wantCode, eb.Code)
-				assert.Equal(t, tc.body, string(eb.Body))
+				require.ErrorIs(t, err, ErrInvalidResponse, "an error answer is not parsed as a token")
+				assert.Nil(t, tok)
 			case tc.wantErr != "":
 				require.ErrorIs(t, err, ErrInvalidResponse)
 				assert.Contains(t, err.Error(), tc.wantErr)
+				assert.NotContains(t, err.Error(), "eyJ", "the access token is never quoted")
 				assert.Nil(t, tok)
 			default:
 				require.NoError(t, err)
@@ -101,19 +109,22 @@ func TestParse(t *testing.T) {
 	}
 }
 
-func jsonNum(n int64) string { b, _ := json.Marshal(n); return string(b) }
-
-func TestErrorBodyFields(t *testing.T) {
+// TestParseAlreadyExpired checks that a response whose lifetime works out
+// at zero or less is an error, never a token.
+func TestParseAlreadyExpired(t *testing.T) {
 	t.Parallel()
-	h := http.Header{"Retry-After": {"7"}}
-	long := strings.Repeat("x", 2000)
-	_, err := Parse(400, h, []byte(`{"error":"invalid_scope","error_description":"`+long+`"}`), false, now, time.Minute)
-	var eb *ErrorBody
-	require.ErrorAs(t, err, &eb)
-	assert.Equal(t, "7", eb.RetryAfter)
-	assert.LessOrEqual(t, len(eb.Description), 512+len("…"))
-	assert.Equal(t, "token endpoint answered 400 invalid_scope", eb.Error())
+	for _, def := range []time.Duration{0, -time.Second} {
+		t.Run(def.String(), func(t *testing.T) {
+			t.Parallel()
+			tok, err := Parse(200, http.Header{}, []byte(`{"access_token":"opaque"}`), false, now, def)
+			require.ErrorIs(t, err, ErrInvalidResponse)
+			assert.Contains(t, err.Error(), "already expired")
+			assert.Nil(t, tok)
+		})
+	}
 }
+
+func jsonNum(n int64) string { b, _ := json.Marshal(n); return string(b) }
 
 func TestReadBodyLimit(t *testing.T) {
 	t.Parallel()

@@ -1,0 +1,128 @@
+package m2m
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestRouteMatchesEscapedPath(t *testing.T) {
+	t.Parallel()
+	api := &TokenSource{}
+	pub := &TokenSource{}
+	routes := []route{}
+	for _, r := range []struct {
+		raw string
+		src *TokenSource
+	}{{"https://files.test/api/", api}, {"https://files.test/", pub}} {
+		u, err := url.Parse(r.raw)
+		require.NoError(t, err)
+		rt := newRoute(u)
+		rt.src = r.src
+		routes = append(routes, rt)
+	}
+	tests := []struct {
+		path string
+		want *TokenSource // nil: no token at all
+	}{
+		{"/api/x", api},
+		{"/api", api},
+		{"/apix", pub},
+		{"/public/x", pub},
+		{"/api/a%2Fb", api},              // one segment "a/b" inside /api
+		{"/public/..%2F..%2Fapi/x", nil}, // escaped: under /public; decoded: /api/x
+		{"/api/..%2F..%2Fpublic", nil},   // escaped: under /api; decoded: /public
+		{"/public/%2e%2e/api/x", api},    // %2e is a dot (RFC 3986 §6.2.2.2)
+		{"/api/%2E%2E/public", pub},      // likewise
+		{"/api/../public", pub},          // dot segments resolve
+		{"/public/./../api/x", api},      // likewise
+		{"/public//../api/x", nil},       // RFC: /public/api/x; merged: /api/x
+		{"/api//x", api},                 // both readings stay in /api
+		{"/%61pi/x", api},                // %61 is "a"
+		{"/api%2Fx", nil},                // escaped: one segment under /; decoded: /api/x
+	}
+	for _, tc := range tests {
+		t.Run(tc.path, func(t *testing.T) {
+			t.Parallel()
+			u, err := url.Parse("https://files.test" + tc.path)
+			require.NoError(t, err)
+			got := routeOf(routes, u)
+			name := map[*TokenSource]string{api: "api", pub: "public", nil: "none"}
+			assert.Equal(t, name[tc.want], name[got])
+		})
+	}
+}
+
+func TestNoTokenWhenHostHeaderNamesAnotherHost(t *testing.T) {
+	t.Parallel()
+	ts := newTokenServer(t)
+	c, _ := newTestClient(t, ts, nil)
+	var saw atomic.Value
+	api := echoServer(t, func(w http.ResponseWriter, r *http.Request) { saw.Store(r.Header.Get("Authorization")) })
+	hc := &http.Client{Transport: NewTransport(nil, mustSource(t, c, Audience{Name: "event", URL: api.URL}))}
+	u, _ := url.Parse(api.URL)
+	for host, wantToken := range map[string]bool{
+		"":                              true,
+		u.Host:                          true,
+		strings.ToUpper(u.Host):         true,
+		"127.0.0.1." + ":" + u.Port():   true,
+		"other.test":                    false,
+		"other.test:" + u.Port():        false,
+		u.Hostname() + ":1":             false,
+		"calendar.internal:" + u.Port(): false,
+	} {
+		req, _ := http.NewRequest(http.MethodGet, api.URL+"/x", nil)
+		req.Host = host
+		resp, err := hc.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, wantToken, strings.HasPrefix(saw.Load().(string), "Bearer "), "Host %q", host)
+	}
+}
+
+func TestRedirectIntoAudienceFromOutsideCarriesNoToken(t *testing.T) {
+	t.Parallel()
+	ts := newTokenServer(t)
+	c, _ := newTestClient(t, ts, nil)
+	var saw atomic.Value
+	api := echoServer(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/api/inside-to-inside" {
+			http.Redirect(w, r, "/api/final", http.StatusTemporaryRedirect)
+			return
+		}
+		saw.Store(r.Header.Get("Authorization"))
+	})
+	webhook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, api.URL+"/api/final", http.StatusTemporaryRedirect)
+	}))
+	defer webhook.Close()
+	hc := &http.Client{Transport: NewTransport(nil, mustSource(t, c, Audience{Name: "event", URL: api.URL + "/api"}))}
+
+	get(t, hc, context.Background(), webhook.URL+"/hook")
+	assert.Equal(t, "", saw.Load(), "a chain that began outside the audience gets no token")
+	get(t, hc, context.Background(), api.URL+"/api/inside-to-inside")
+	assert.True(t, strings.HasPrefix(saw.Load().(string), "Bearer "), "a chain inside the audience keeps its token")
+	assert.EqualValues(t, 1, ts.hits.Load())
+}
+
+func TestLoopbackMeansLiteralLoopback(t *testing.T) {
+	t.Parallel()
+	for raw, ok := range map[string]bool{
+		"http://127.0.0.1:9/token":       true,
+		"http://[::1]:9/token":           true,
+		"http://localhost:9/token":       true,
+		"http://auth.localhost:9/token":  false,
+		"http://127.0.0.1.nip.io/token":  false,
+		"https://auth.localhost:9/token": true,
+	} {
+		_, err := New(Config{TokenURL: raw, ClientID: "id", ClientSecret: "s"})
+		assert.Equal(t, ok, err == nil, "%s: %v", raw, err)
+	}
+}

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 src=interop/oidcprovider
 for tool in node npm; do
   if ! command -v "$tool" >/dev/null 2>&1; then
-    echo "oidc-provider: $tool is required (Node.js 20.19 or later)" >&2
+    echo "oidc-provider: $tool is required (Node.js 22 LTS, or 20)" >&2
     exit 1
   fi
 done

@@ -18,6 +18,9 @@ go test -run '^$' -bench '^BenchmarkVerify$' -benchmem -count "${COUNT:-5}" ./ve
 # enter the SDK's go.mod): each alone beside the floor, then each paired
 # call by call with the floor (the robust ratio on a busy machine).
 (cd bench/verifypeers && go test -run '^$' -bench '^BenchmarkVerify(NewToken|Paired)$' -benchmem -count "${COUNT:-5}" .) | tee -a "$raw"
+# The OpenTelemetry observer's overhead on a cache hit: TokenContext with
+# the otelm2m Observer vs without one (floor-bare), in the same process.
+(cd otelm2m && go test -run '^$' -bench '^BenchmarkOTelTokenContext' -benchmem -count "${COUNT:-5}" .) | tee -a "$raw"
 echo
 echo "## Ratios (medians)"
 go run ./internal/benchtable < "$raw"

@@ -1,5 +1,6 @@
-// Module interop holds the tests against a real Ory Hydra. It is a module
-// of its own so that SDK users never download what these tests need.
+// Module interop holds the tests against real authorization servers (Ory
+// Hydra, node-oidc-provider). It is a module of its own so that SDK users
+// never download what these tests need.
 module github.com/m2mauth/m2m/interop
 
 go 1.26.0

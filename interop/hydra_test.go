@@ -13,6 +13,8 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -25,18 +27,23 @@ var hydra struct {
 	m2m                   string // path of the m2m CLI
 }
 
-// TestMain starts Hydra from $HYDRA_BIN on free loopback ports, runs the
-// tests and stops it. Without $HYDRA_BIN the tests are skipped, except in
-// CI ($CI=true), where that is a failure.
+// TestMain starts Hydra from $HYDRA_BIN and node-oidc-provider from the
+// folder $OIDC_PROVIDER_DIR (both set by ./scripts/test.sh) on free
+// loopback ports, runs the tests and stops both. Without $HYDRA_BIN the
+// tests are skipped, and without $OIDC_PROVIDER_DIR those of
+// node-oidc-provider, except in CI ($CI=true), where either is a failure.
 func TestMain(m *testing.M) {
-	bin := os.Getenv("HYDRA_BIN")
-	if bin == "" {
-		if os.Getenv("CI") == "true" {
-			fmt.Fprintln(os.Stderr, "interop: HYDRA_BIN is not set; CI must run the Hydra interop tests (use ./scripts/test.sh)")
-			os.Exit(1)
-		}
-		fmt.Fprintln(os.Stderr, "interop: HYDRA_BIN is not set: skipping the Hydra interop tests (./scripts/test.sh sets it)")
+	bin, nodeDir := os.Getenv("HYDRA_BIN"), os.Getenv("OIDC_PROVIDER_DIR")
+	ci := os.Getenv("CI") == "true"
+	switch {
+	case ci && (bin == "" || nodeDir == ""):
+		fmt.Fprintln(os.Stderr, "interop: HYDRA_BIN and OIDC_PROVIDER_DIR must be set; CI must run every interop test (use ./scripts/test.sh)")
+		os.Exit(1)
+	case bin == "":
+		fmt.Fprintln(os.Stderr, "interop: HYDRA_BIN is not set: skipping the interop tests (./scripts/test.sh sets it)")
 		os.Exit(0)
+	case nodeDir == "":
+		fmt.Fprintln(os.Stderr, "interop: OIDC_PROVIDER_DIR is not set: skipping the node-oidc-provider tests (./scripts/test.sh sets it)")
 	}
 	hydra.m2m = os.Getenv("M2M_BIN")
 	stop, err := startHydra(bin)
@@ -44,7 +51,16 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "interop:", err)
 		os.Exit(1)
 	}
+	stopNode := func() {}
+	if nodeDir != "" {
+		if stopNode, err = startNode(nodeDir); err != nil {
+			stop()
+			fmt.Fprintln(os.Stderr, "interop:", err)
+			os.Exit(1)
+		}
+	}
 	code := m.Run()
+	stopNode()
 	stop()
 	os.Exit(code)
 }
@@ -83,10 +99,24 @@ func runHydra(bin string, env ...string) (srv hydraServer, stop func(), err erro
 	rand.Read(secret)
 	srv.public = fmt.Sprintf("http://127.0.0.1:%d", pub)
 	srv.admin = fmt.Sprintf("http://127.0.0.1:%d", adm)
+	// A SQLite file, not DSN=memory: Hydra's in-memory database vanishes
+	// when its last connection closes, which a query cancelled on a busy
+	// machine can cause ("Unable to locate the table").
+	dir, err := os.MkdirTemp("", "m2m-interop-hydra-")
+	if err != nil {
+		return srv, nil, err
+	}
+	dsn := "DSN=sqlite://" + filepath.Join(dir, "hydra.sqlite") + "?_fk=true"
+	migrate := exec.Command(bin, "migrate", "sql", "up", "-e", "--yes")
+	migrate.Env = append(os.Environ(), dsn)
+	if out, err := migrate.CombinedOutput(); err != nil {
+		os.RemoveAll(dir)
+		return srv, nil, fmt.Errorf("hydra migrate: %w:\n%s", err, out)
+	}
 	var logs bytes.Buffer
 	cmd := exec.Command(bin, "serve", "all", "--dev", "--sqa-opt-out")
 	cmd.Env = append(os.Environ(),
-		"DSN=memory",
+		dsn,
 		"SECRETS_SYSTEM="+hex.EncodeToString(secret),
 		"URLS_SELF_ISSUER="+srv.public,
 		"SERVE_PUBLIC_HOST=127.0.0.1", fmt.Sprintf("SERVE_PUBLIC_PORT=%d", pub),
@@ -98,10 +128,15 @@ func runHydra(bin string, env ...string) (srv hydraServer, stop func(), err erro
 	// Hydra dies with the test binary, whatever ends it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
+		os.RemoveAll(dir)
 		return srv, nil, fmt.Errorf("starting hydra: %w", err)
 	}
 	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	go func() {
+		err := cmd.Wait()
+		os.RemoveAll(dir)
+		exited <- err
+	}()
 	stop = func() {
 		cmd.Process.Signal(syscall.SIGTERM)
 		select {
@@ -135,21 +170,52 @@ func runHydra(bin string, env ...string) (srv hydraServer, stop func(), err erro
 	var disc struct {
 		Issuer string `json:"issuer"`
 	}
-	// On a busy machine Hydra's first answers may take long (it creates
-	// its keys on first use): ask again until the deadline.
+	// The first metadata request makes the ID-token keys (RSA-4096); on a
+	// busy machine that can outlast Hydra's 10 s write timeout, which drops
+	// the answer: ask again, for up to five minutes.
+	keysDeadline := time.Now().Add(5 * time.Minute)
 	for {
 		err := getJSON(srv.public+"/.well-known/openid-configuration", &disc)
 		if err == nil {
 			break
 		}
-		if time.Now().After(deadline) {
+		if time.Now().After(keysDeadline) {
 			stop()
-			return srv, nil, err
+			return srv, nil, fmt.Errorf("hydra metadata: %w:\n%s", err, logs.String())
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 	srv.issuer = disc.Issuer
+	// A JWT access-token signing key is made on the first token request,
+	// which on a busy machine can outlast a token fetch's timeout: make it
+	// now, before any test runs.
+	if slices.Contains(env, "STRATEGIES_ACCESS_TOKEN=jwt") {
+		ctx, cancel := context.WithDeadline(context.Background(), keysDeadline)
+		defer cancel()
+		if err := createKey(ctx, srv.admin, "hydra.jwt.access-token", "interop-first"); err != nil {
+			stop()
+			return srv, nil, fmt.Errorf("%w:\n%s", err, logs.String())
+		}
+	}
 	return srv, stop, nil
+}
+
+// createKey has the Hydra whose admin API is at base make an RS256 key kid
+// in key set set. An RSA-4096 key can take longer than Hydra's 10 s write
+// timeout on a busy machine, which drops the answer but not the key: then
+// it waits for the key to appear.
+func createKey(ctx context.Context, base, set, kid string) error {
+	err := adminAt(ctx, base, http.MethodPost, "/admin/keys/"+set,
+		map[string]string{"alg": "RS256", "use": "sig", "kid": kid}, http.StatusCreated, nil)
+	for err != nil {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("hydra: key %s/%s not made: %w", set, kid, err)
+		case <-time.After(200 * time.Millisecond):
+		}
+		err = adminAt(ctx, base, http.MethodGet, "/admin/keys/"+set+"/"+kid, nil, http.StatusOK, nil)
+	}
+	return nil
 }
 
 func getJSON(u string, out any) error {

@@ -1,5 +1,6 @@
-// Package interop proves the m2m SDK, its verifier and its CLI against a
-// real Ory Hydra v2.3.0 (the OAuth2 engine under SuperTokens).
+// Package interop proves the m2m SDK, its verifier and its CLI against
+// real authorization servers: Ory Hydra v2.3.0 (the OAuth2 engine under
+// SuperTokens) and node-oidc-provider (OpenID Certified).
 package interop
 
 import (
@@ -186,8 +187,7 @@ func TestVerifyHydraTokens(t *testing.T) {
 	oldKid := kid(t, tok)
 	fetches := v.JWKSFetches()
 	time.Sleep(1100 * time.Millisecond) // Hydra orders keys by a created_at of whole seconds
-	require.NoError(t, admin(ctx, http.MethodPost, "/admin/keys/hydra.jwt.access-token",
-		map[string]string{"alg": "RS256", "use": "sig", "kid": "rotated-" + fmt.Sprint(time.Now().UnixNano())}, http.StatusCreated, nil))
+	require.NoError(t, createKey(ctx, hydra.admin, "hydra.jwt.access-token", "rotated-"+fmt.Sprint(time.Now().UnixNano())))
 	fresh := token(t, newClient(t, c, nil), event, "event.create")
 	require.NotEqual(t, oldKid, kid(t, fresh), "Hydra signs with the new key")
 	_, err = v.Verify(ctx, fresh)

@@ -118,7 +118,7 @@ func (d *dpopSigner) sawNonce(u *url.URL, h http.Header) bool {
 
 // validNonce accepts a nonce of 1*NQCHAR (RFC 9449 §8.1), at most 1 KiB.
 func validNonce(n string) bool {
-	if len(n) > 1024 {
+	if n == "" || len(n) > 1024 {
 		return false
 	}
 	for i := 0; i < len(n); i++ {

@@ -103,7 +103,9 @@ func (t *Transport) RoundTrip(req *http.Request) (resp *http.Response, err error
 	handedOver = true
 	resp, err = t.base.RoundTrip(r2)
 	if d := e.env.dpop; d != nil && err == nil && resp != nil && d.sawNonce(req.URL, resp.Header) && nonceChallenge(resp) {
-		resp, err = t.replayWithNonce(req, e, st, resp)
+		if resp, err = t.replayWithNonce(req, e, st, resp); err == nil && resp != nil && nonceChallenge(resp) {
+			return resp, nil // the token is fine: never evict it for a nonce
+		}
 	}
 	if err != nil || resp == nil || resp.StatusCode != http.StatusUnauthorized {
 		return resp, err

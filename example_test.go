@@ -3,12 +3,14 @@ package m2m_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"time"
 
 	"github.com/m2mauth/m2m"
 	"golang.org/x/oauth2"
@@ -133,4 +135,78 @@ func ExampleTokenError() {
 	_, err := files.TokenContext(context.Background())
 	fmt.Println(err)
 	// Output: m2m: token endpoint answered 401 invalid_client for audience "file"
+}
+
+// A server that selects the audience by an RFC 8707 resource indicator,
+// rather than an audience parameter: each Audience names its Resource,
+// and the two never share a token.
+func ExampleAudience_resource() {
+	auth := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.ParseForm()
+		_, sentAudience := r.PostForm["audience"]
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{
+			"access_token": fmt.Sprintf("token-for-%s-audience-param-%t", r.PostForm.Get("resource"), sentAudience),
+			"expires_in":   3600,
+			"token_type":   "bearer",
+		})
+	}))
+	defer auth.Close()
+
+	c, err := m2m.New(m2m.Config{TokenURL: auth.URL, ClientID: "task-service", ClientSecret: "task-secret"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	for _, a := range []m2m.Audience{
+		{Name: "calendar", Resource: "https://calendar.example/", OmitAudienceParam: true},
+		{Name: "files", Resource: "https://files.example/", OmitAudienceParam: true},
+	} {
+		src, err := c.Source(a)
+		if err != nil {
+			log.Fatal(err)
+		}
+		tok, err := src.TokenContext(context.Background())
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println(a.Name, tok.AccessToken)
+	}
+	// Output:
+	// calendar token-for-https://calendar.example/-audience-param-false
+	// files token-for-https://files.example/-audience-param-false
+}
+
+// During an outage, callers without a token get the last failure at once,
+// with the time of the next try, instead of each starting a request.
+func ExampleBackoffError() {
+	var requests int
+	auth := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests++
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer auth.Close()
+
+	c, err := m2m.New(m2m.Config{TokenURL: auth.URL, ClientID: "task-service", ClientSecret: "task-secret",
+		MaxRetries: -1, RetryBaseDelay: time.Minute})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	src, err := c.Source(m2m.Audience{Name: "event"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	for range 3 {
+		_, err := src.TokenContext(context.Background())
+		var be *m2m.BackoffError
+		var te *m2m.TokenError
+		fmt.Println(errors.As(err, &be), errors.As(err, &te) && te.StatusCode == http.StatusServiceUnavailable)
+	}
+	fmt.Println("token requests:", requests)
+	// Output:
+	// false true
+	// true true
+	// true true
+	// token requests: 1
 }

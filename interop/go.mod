@@ -2,7 +2,7 @@
 // of its own so that SDK users never download what these tests need.
 module github.com/m2mauth/m2m/interop
 
-go 1.26.8
+go 1.26.0
 
 require (
 	github.com/m2mauth/m2m v0.0.0

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one test command: formatting, vet, staticcheck and the race-enabled
 # tests of every module in the repository (the SDK and each nested module),
-# short fuzz runs, and the interop tests against real authorization servers
+# short fuzz runs, the README's walk-through run as written (scripts/
+# walkthrough.sh), and the interop tests against real authorization servers
 # (built or installed once and cached in .cache/, started on 127.0.0.1 by
 # the tests and stopped by them).
 # M2M_SKIP_INTEROP=1 skips the interop tests locally; CI ($CI=true) never does.
@@ -44,6 +45,9 @@ go test -run '^$' -fuzz '^FuzzParse$' -fuzztime 10s ./internal/wire
 go test -run '^$' -fuzz '^FuzzJWTExpiry$' -fuzztime 10s ./internal/wire
 go test -run '^$' -fuzz '^FuzzScrub$' -fuzztime 10s ./internal/wire
 go test -run '^$' -fuzz '^FuzzRoute$' -fuzztime 10s .
+
+echo "== walk-through: the README's commands, as written, against the dev server"
+./scripts/walkthrough.sh
 
 echo "== interop: real authorization servers"
 if [ "${M2M_SKIP_INTEROP:-}" = 1 ] && [ "${CI:-}" != true ]; then

@@ -4,17 +4,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
-	"os"
+	"slices"
 	"strings"
-
-	"github.com/m2mauth/m2m"
 	"text/tabwriter"
 	"time"
 
+	"github.com/m2mauth/m2m"
 	"github.com/m2mauth/m2m/internal/wire"
 )
 
@@ -32,7 +32,12 @@ type registry struct {
 	hc                        *http.Client
 }
 
-func (r *registry) do(ctx context.Context, method, path string, header http.Header, body any, want int, out any) error {
+// errNotFound is a client that does not exist.
+var errNotFound = errors.New("no such client")
+
+// send makes one request of the client API and returns the answer's
+// status and body (read through the 1 MiB limit).
+func (r *registry) send(ctx context.Context, method, path string, header http.Header, body any) (int, []byte, error) {
 	base := r.coreURL
 	if r.hydraURL != "" {
 		base = r.hydraURL
@@ -41,13 +46,13 @@ func (r *registry) do(ctx context.Context, method, path string, header http.Head
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return err
+			return 0, nil, err
 		}
 		rd = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(base, "/")+path, rd)
 	if err != nil {
-		return err
+		return 0, nil, err
 	}
 	for k, v := range header {
 		req.Header[k] = v
@@ -55,26 +60,37 @@ func (r *registry) do(ctx context.Context, method, path string, header http.Head
 	req.Header.Set("Content-Type", "application/json; charset=utf-8")
 	resp, err := r.hc.Do(req)
 	if err != nil {
-		return err
+		return 0, nil, err
 	}
 	defer resp.Body.Close()
 	b, _, err := wire.ReadBody(resp.Body)
+	return resp.StatusCode, b, err
+}
+
+// do sends a request and decodes a want-status answer into out.
+func (r *registry) do(ctx context.Context, method, path string, header http.Header, body any, want int, out any) error {
+	status, b, err := r.send(ctx, method, path, header, body)
 	if err != nil {
 		return err
 	}
-	if resp.StatusCode != want {
-		msg := strings.TrimSpace(string(b[:min(len(b), 300)]))
-		if resp.StatusCode == http.StatusUnauthorized && r.hydraURL == "" {
-			msg += " (check --api-key or $M2M_API_KEY)"
-		}
-		return fmt.Errorf("%s %s answered %d: %s", method, path, resp.StatusCode, msg)
+	if status != want {
+		return r.answerError(method, path, status, want, b)
 	}
 	if out != nil {
 		if err := json.Unmarshal(b, out); err != nil {
-			return fmt.Errorf("%s %s: unexpected answer: %w", method, path, err)
+			return fmt.Errorf("%s %s: the answer is not the expected JSON: %w", method, path, err)
 		}
 	}
 	return nil
+}
+
+// answerError describes an unexpected answer, with the start of its body.
+func (r *registry) answerError(method, path string, status, want int, b []byte) error {
+	msg := oneLine(strings.ToValidUTF8(string(b[:min(len(b), 300)]), "?"))
+	if status == http.StatusUnauthorized && r.hydraURL == "" {
+		msg += " (check --api-key or $M2M_API_KEY)"
+	}
+	return fmt.Errorf("%s %s answered %d, want %d: %s", method, path, status, want, msg)
 }
 
 func (r *registry) coreHeader() http.Header { return http.Header{"Api-Key": {r.apiKey}} }
@@ -142,71 +158,170 @@ func (r *registry) list(ctx context.Context) ([]oauthClient, error) {
 	return list, nil
 }
 
+// remove deletes a client; errNotFound when it does not exist.
 func (r *registry) remove(ctx context.Context, id string) error {
 	if r.hydraURL != "" {
-		return r.do(ctx, http.MethodDelete, "/admin/clients/"+url.PathEscape(id), nil, nil, http.StatusNoContent, nil)
+		path := "/admin/clients/" + url.PathEscape(id)
+		status, b, err := r.send(ctx, http.MethodDelete, path, nil, nil)
+		switch {
+		case err != nil:
+			return err
+		case status == http.StatusNotFound:
+			return errNotFound
+		case status != http.StatusNoContent:
+			return r.answerError(http.MethodDelete, path, status, http.StatusNoContent, b)
+		}
+		return nil
 	}
-	return r.do(ctx, http.MethodPost, "/recipe/oauth/clients/remove", r.coreHeader(), map[string]string{"clientId": id}, http.StatusOK, nil)
+	// The core answers {"status":"OK","didExist":false} for an unknown
+	// client; a core that proxies Hydra answers an OAUTH_ERROR with
+	// statusCode 404.
+	var out struct {
+		Status     string `json:"status"`
+		DidExist   *bool  `json:"didExist"`
+		Error      string `json:"error"`
+		StatusCode int    `json:"statusCode"`
+	}
+	if err := r.do(ctx, http.MethodPost, "/recipe/oauth/clients/remove", r.coreHeader(), map[string]string{"clientId": id}, http.StatusOK, &out); err != nil {
+		return err
+	}
+	switch {
+	case out.Status == "OK" && out.DidExist != nil && !*out.DidExist,
+		out.Status != "OK" && (out.StatusCode == http.StatusNotFound || out.Error == "not_found"):
+		return errNotFound
+	case out.Status != "OK":
+		return fmt.Errorf("POST /recipe/oauth/clients/remove answered status %q %s", out.Status, out.Error)
+	}
+	return nil
 }
 
+// clientVerbs are the subcommands of "m2m clients".
+var clientVerbs = []string{"create", "list", "delete"}
+
 func runClients(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	const synopsis = "clients create|list|delete (--core-url URL [--api-key KEY] | --hydra-admin-url URL) [flags]\n\n" +
-		"Manages OAuth2 clients on a SuperTokens core (api key from --api-key or $M2M_API_KEY)\n" +
-		"or an Ory Hydra admin API."
-	if len(args) == 0 || (args[0] != "create" && args[0] != "list" && args[0] != "delete") {
-		fs := newFlags("clients", synopsis, stderr)
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			fs.Usage()
-			return nil
+	const overview = "Manages OAuth2 clients on a SuperTokens core (POST /recipe/oauth/clients, with\n" +
+		"--api-key or $M2M_API_KEY) or an Ory Hydra admin API (--hydra-admin-url).\n" +
+		"Run \"m2m clients create --help\" (or list, delete) for each one's flags."
+	if len(args) == 0 || !slices.Contains(clientVerbs, args[0]) {
+		c := newCommand("clients", "clients create|list|delete (--core-url URL | --hydra-admin-url URL) [flags]", overview)
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
+			c.help(stdout)
+			return errHelp
 		}
-		fs.Usage()
-		return usagef("clients: say create, list or delete")
+		if len(args) == 0 {
+			return usagef("say create, list or delete")
+		}
+		return usagef("unknown subcommand %q: say create, list or delete", args[0])
 	}
-	sub := args[0]
-	fs := newFlags("clients "+sub, synopsis, stderr)
-	coreURL := fs.String("core-url", "", "SuperTokens core URL")
-	apiKey := fs.String("api-key", "", "SuperTokens core api key (default $M2M_API_KEY)")
-	hydraURL := fs.String("hydra-admin-url", "", "Ory Hydra admin URL")
-	name := fs.String("name", "", "client name (create)")
+	verb := args[0]
+	var synopsis, about string
+	switch verb {
+	case "create":
+		synopsis = "clients create (--core-url URL | --hydra-admin-url URL) --name NAME [--scope S]... [--audience A]... [flags]"
+		about = "Registers a client for the client-credentials grant and prints its id and secret,\n" +
+			"which is shown only this once. --output env prints them as shell export lines:\n" +
+			"  eval \"$(m2m clients create ... --output env)\""
+	case "list":
+		synopsis = "clients list (--core-url URL | --hydra-admin-url URL) [flags]"
+		about = "Lists the registered clients (never their secrets)."
+	default:
+		synopsis = "clients delete (--core-url URL | --hydra-admin-url URL) --client-id ID [flags]"
+		about = "Deletes a client; exits 1 if there is no client with that id."
+	}
+	c := newCommand("clients "+verb, synopsis, about)
+	coreURL := c.String("core-url", "URL", "", "", "SuperTokens core URL, e.g. http://127.0.0.1:3567")
+	apiKey := c.String("api-key", "KEY", "M2M_API_KEY", "", "SuperTokens core api key")
+	hydraURL := c.String("hydra-admin-url", "URL", "", "", "Ory Hydra admin URL, e.g. http://127.0.0.1:4445")
+	insecure := c.Bool("insecure-http", "allow plain http to a server that is not on loopback (the api key would travel in clear)")
+	timeout := c.Duration("timeout", defaultTimeout, "give up after this long")
+	var name, authMethod, output, clientID *string
+	var lifespan *time.Duration
 	var scopes, audiences listFlag
-	fs.Var(&scopes, "scope", "scope the client may ask for (create; repeatable)")
-	fs.Var(&audiences, "audience", "audience the client may ask for (create; repeatable)")
-	authMethod := fs.String("auth-method", "basic", "token endpoint auth method (create): basic or post")
-	lifespan := fs.Duration("token-lifetime", 0, "access-token lifetime (create; default: the server's)")
-	clientID := fs.String("client-id", "", "client to delete (delete)")
-	if err := parse(fs, args[1:]); err != nil {
+	switch verb {
+	case "create":
+		name = c.String("name", "NAME", "", "", "client name")
+		c.require("name")
+		c.Var(&scopes, "scope", "SCOPE", "scope the client may ask for; repeatable, or several separated by spaces or commas")
+		c.Var(&audiences, "audience", "NAME", "audience the client may ask for; repeatable")
+		authMethod = c.String("auth-method", "basic|post", "", "basic", "token endpoint auth method: basic or post")
+		lifespan = c.Duration("token-lifetime", 0, "access-token lifetime; default: the server's")
+		output = c.String("output", "text|env", "", "text", "text, or env for shell export lines of M2M_CLIENT_ID and M2M_CLIENT_SECRET")
+	case "delete":
+		clientID = c.String("client-id", "ID", "", "", "client to delete; or give it as the one argument")
+	}
+	if err := c.parse(args[1:], stdout); err != nil {
+		return err
+	}
+	if verb == "delete" && *clientID == "" && len(c.args) == 1 {
+		*clientID, c.args = c.args[0], nil
+	}
+	if err := c.noArgs(); err != nil {
 		return err
 	}
 	if (*coreURL == "") == (*hydraURL == "") {
-		return usagef("clients: give exactly one of --core-url and --hydra-admin-url")
+		return usagef("give exactly one of --core-url and --hydra-admin-url")
 	}
-	r := &registry{coreURL: *coreURL, apiKey: *apiKey, hydraURL: *hydraURL, hc: wire.NewHTTPClient(30 * time.Second)}
-	if r.apiKey == "" {
-		r.apiKey = os.Getenv("M2M_API_KEY")
+	for flagName, u := range map[string]string{"--core-url": *coreURL, "--hydra-admin-url": *hydraURL} {
+		if u == "" {
+			continue
+		}
+		if _, err := wire.CheckURL(u, *insecure); err != nil {
+			return usagef("%s %q %s", flagName, u, strings.Replace(err.Error(), "allow insecure http", "give --insecure-http", 1))
+		}
 	}
+	if *timeout <= 0 {
+		return usagef("--timeout must be positive, got %s", *timeout)
+	}
+	r := &registry{coreURL: *coreURL, apiKey: *apiKey, hydraURL: *hydraURL, hc: wire.NewHTTPClient(*timeout)}
+	defer r.hc.CloseIdleConnections()
 	if *coreURL != "" && r.apiKey == "" {
-		return usagef("clients: the SuperTokens core needs --api-key or $M2M_API_KEY")
+		return usagef("the SuperTokens core needs --api-key or $M2M_API_KEY")
 	}
-	switch sub {
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	err := clientsVerb(ctx, r, verb, stdout, stderr, clientsArgs{name: name, authMethod: authMethod, output: output,
+		clientID: clientID, lifespan: lifespan, scopes: scopes, audiences: audiences})
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("the server did not answer within --timeout %s", *timeout)
+	}
+	return err
+}
+
+// clientsArgs are the verb-specific flags; nil for another verb's.
+type clientsArgs struct {
+	name, authMethod, output, clientID *string
+	lifespan                           *time.Duration
+	scopes, audiences                  []string
+}
+
+func clientsVerb(ctx context.Context, r *registry, verb string, stdout, stderr io.Writer, a clientsArgs) error {
+	switch verb {
 	case "create":
-		if *name == "" {
-			return usagef("clients create: --name is required")
+		if *a.output != "text" && *a.output != "env" {
+			return usagef("--output must be text or env, got %q", *a.output)
 		}
 		method := "client_secret_basic"
-		if style, err := authStyle(*authMethod); err != nil {
+		if style, err := authStyle(*a.authMethod); err != nil {
 			return err
 		} else if style == m2m.AuthStyleInBody {
 			method = "client_secret_post"
 		}
-		c := oauthClient{Name: *name, Scope: strings.Join(scopes, " "), Audience: audiences, AuthMethod: method}
-		if *lifespan > 0 {
-			c.Lifespan = lifespan.String()
+		oc := oauthClient{Name: *a.name, Scope: strings.Join(a.scopes, " "), Audience: a.audiences, AuthMethod: method}
+		if *a.lifespan < 0 {
+			return usagef("--token-lifetime must be positive, got %s", *a.lifespan)
 		}
-		created, err := r.create(ctx, c)
+		if *a.lifespan > 0 {
+			oc.Lifespan = a.lifespan.String()
+		}
+		created, err := r.create(ctx, oc)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "client_id: %s\nclient_secret: %s\n", created.ID, created.Secret)
+		if *a.output == "env" {
+			fmt.Fprintf(stdout, "export M2M_CLIENT_ID=%s\nexport M2M_CLIENT_SECRET=%s\n", shellQuote(created.ID), shellQuote(created.Secret))
+		} else {
+			fmt.Fprintf(stdout, "client_id: %s\nclient_secret: %s\n", created.ID, created.Secret)
+		}
 		fmt.Fprintln(stderr, "Store the client secret safely now: it is shown only this once.")
 		return nil
 	case "list":
@@ -221,17 +336,22 @@ func runClients(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		return tw.Flush()
 	default:
-		id := *clientID
-		if id == "" && fs.NArg() == 1 {
-			id = fs.Arg(0)
-		}
+		id := *a.clientID
 		if id == "" {
-			return usagef("clients delete: --client-id is required")
+			return usagef("--client-id is required")
 		}
 		if err := r.remove(ctx, id); err != nil {
+			if errors.Is(err, errNotFound) {
+				return fmt.Errorf("no client with id %q: nothing deleted", id)
+			}
 			return err
 		}
 		fmt.Fprintf(stdout, "deleted %s\n", id)
 		return nil
 	}
+}
+
+// shellQuote quotes s for a POSIX shell, in single quotes.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

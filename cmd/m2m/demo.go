@@ -31,19 +31,22 @@ type demo struct {
 	seen map[string]time.Time // calendar: jti → exp of tokens received
 }
 
-func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("demo", "demo [--token-lifetime 2s] [--refresh-run 4s]\n\n"+
+func runDemo(ctx context.Context, args []string, stdout, _ io.Writer) error {
+	c := newCommand("demo", "demo [--token-lifetime 2s] [--refresh-run 4s]",
 		"Runs the Task/Calendar/File flow end to end against an embedded development\n"+
-		"authorization server and exits 0 only when every step behaves as expected.", stderr)
-	lifetime := fs.Duration("token-lifetime", 2*time.Second, "access-token lifetime of the Task Service's client")
-	refreshRun := fs.Duration("refresh-run", 4*time.Second, "how long to call the Calendar Service to show refreshes")
-	if err := parse(fs, args); err != nil {
+			"authorization server and exits 0 only when every step behaves as expected.")
+	lifetime := c.Duration("token-lifetime", 2*time.Second, "access-token lifetime of the Task Service's client")
+	refreshRun := c.Duration("refresh-run", 4*time.Second, "how long to call the Calendar Service to show refreshes")
+	if err := c.parse(args, stdout); err != nil {
+		return err
+	}
+	if err := c.noArgs(); err != nil {
 		return err
 	}
 	// JWT exp is whole seconds, so a token lives up to a second less than
 	// its expires_in: below 2 s that leaves too little to show anything.
 	if *lifetime < 2*time.Second || *refreshRun < *lifetime {
-		return usagef("demo: --token-lifetime must be at least 2s and --refresh-run at least the lifetime")
+		return usagef("--token-lifetime must be at least 2s and --refresh-run at least the lifetime, got %s and %s", *lifetime, *refreshRun)
 	}
 	d := &demo{out: stdout, seen: map[string]time.Time{}}
 	ctx, cancel := context.WithCancel(ctx)
@@ -71,6 +74,7 @@ func (d *demo) run(ctx context.Context, lifetime, refreshRun time.Duration) erro
 
 	// 2. Register the Task Service's client through the core-style API.
 	reg := &registry{coreURL: auth.URL(), apiKey: auth.APIKey(), hc: wire.NewHTTPClient(10 * time.Second)}
+	defer reg.hc.CloseIdleConnections()
 	client, err := reg.create(ctx, oauthClient{
 		Name:       "Task Service",
 		Scope:      "event.view event.create event.update event.delete file.view file.create file.update file.delete",
@@ -129,7 +133,7 @@ func (d *demo) run(ctx context.Context, lifetime, refreshRun time.Duration) erro
 
 	d.printf("\n")
 	if len(d.failures) > 0 {
-		return fmt.Errorf("demo: %d step(s) misbehaved: %s", len(d.failures), strings.Join(d.failures, "; "))
+		return fmt.Errorf("%d step(s) misbehaved: %s", len(d.failures), strings.Join(d.failures, "; "))
 	}
 	d.printf("All %d steps behaved as expected: one token per audience and scope set, reused from memory,\nrefreshed before expiry with no failed request, and refused where the token lacks the scope.\n", d.step)
 	return nil

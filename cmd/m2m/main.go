@@ -5,21 +5,31 @@
 // Usage:
 //
 //	m2m demo
-//	m2m devserver [--addr 127.0.0.1:3567]
+//	m2m devserver [--addr 127.0.0.1:3567] [--client ID:SECRET:SCOPES:AUDIENCES]...
 //	m2m token --token-url URL --client-id ID --audience event --scope event.create
 //	m2m decode TOKEN
 //	m2m verify --jwks-url URL --audience event --scope event.create TOKEN
 //	m2m clients create|list|delete (--core-url URL | --hydra-admin-url URL) ...
+//
+// Every command has --help, which names the environment variable behind
+// each flag that has one: M2M_TOKEN_URL, M2M_CLIENT_ID and
+// M2M_CLIENT_SECRET (token), M2M_API_KEY (clients, devserver). A flag
+// always beats its variable. Errors are one line on stderr; the exit code
+// is 2 for a mistake on the command line and 1 for any other failure.
+//
+// Install it with
+//
+//	go install github.com/m2mauth/m2m/cmd/m2m@latest
 package main
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 )
@@ -44,25 +54,62 @@ func main() {
 	os.Exit(exitCode(err, os.Stderr))
 }
 
-// usageError is a mistake in the command line; it exits 2.
+// usageError is a mistake on the command line; it exits 2.
 type usageError struct{ msg string }
 
 func (e usageError) Error() string { return e.msg }
 
 func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
 
-// exitCode prints err as one line and returns the process exit code.
+// commandError is an error of one command, printed as "m2m COMMAND: …".
+type commandError struct {
+	cmd string
+	err error
+}
+
+func (e *commandError) Error() string { return e.err.Error() }
+func (e *commandError) Unwrap() error { return e.err }
+
+// exitCode prints err as one line and returns the process exit code: 0
+// for none (or --help), 2 for a usage error, 1 otherwise.
 func exitCode(err error, stderr io.Writer) int {
-	var ue usageError
-	switch {
-	case err == nil, errors.Is(err, flag.ErrHelp):
+	if err == nil || errors.Is(err, errHelp) {
 		return 0
-	case errors.As(err, &ue):
-		fmt.Fprintf(stderr, "m2m: %s\n", strings.TrimPrefix(err.Error(), "m2m: "))
+	}
+	prefix, help := "m2m", "m2m --help"
+	var ce *commandError
+	if errors.As(err, &ce) {
+		prefix, help = "m2m "+ce.cmd, "m2m "+ce.cmd+" --help"
+	}
+	msg := oneLine(trimPrefixes(err.Error()))
+	var ue usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintf(stderr, "%s: %s; see %s\n", prefix, msg, help)
 		return 2
 	}
-	fmt.Fprintf(stderr, "m2m: %s\n", strings.TrimPrefix(err.Error(), "m2m: "))
+	fmt.Fprintf(stderr, "%s: %s\n", prefix, msg)
 	return 1
+}
+
+// trimPrefixes drops the package prefixes the SDK's errors start with
+// ("m2m: ", "m2m/verify: ", "verify: ", the dev server's "devserver: "), so
+// that the line has one.
+func trimPrefixes(msg string) string {
+	for {
+		trimmed := msg
+		for _, p := range []string{"m2m: ", "m2m/verify: ", "verify: ", "devserver: "} {
+			trimmed = strings.TrimPrefix(trimmed, p)
+		}
+		if trimmed == msg {
+			return msg
+		}
+		msg = trimmed
+	}
+}
+
+// oneLine folds line breaks, so an error is always one line.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\r", "")), " ")
 }
 
 // run is the whole program, testable: it never exits and writes only to
@@ -81,69 +128,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		"clients":   runClients,
 	}
 	switch args[0] {
-	case "-h", "--help", "help":
+	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {
-		fmt.Fprint(stderr, usage)
 		return usagef("unknown command %q", args[0])
 	}
-	return cmd(ctx, args[1:], stdout, stderr)
-}
-
-// newFlags returns a FlagSet that reports to stderr and does not exit.
-func newFlags(name, synopsis string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: m2m %s\n\n", synopsis)
-		fs.PrintDefaults()
-	}
-	return fs
-}
-
-// parse parses args and turns flag errors into usage errors.
-func parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
+	if err := cmd(ctx, args[1:], stdout, stderr); err != nil {
+		name := args[0]
+		if name == "clients" && len(args) > 1 && slices.Contains(clientVerbs, args[1]) {
+			name += " " + args[1]
 		}
-		return usageError{err.Error()}
-	}
-	return nil
-}
-
-// listFlag is a repeatable flag; each value may also hold several items
-// separated by spaces or commas.
-type listFlag []string
-
-func (l *listFlag) String() string { return strings.Join(*l, " ") }
-
-func (l *listFlag) Set(v string) error {
-	*l = append(*l, strings.FieldsFunc(v, func(r rune) bool { return r == ' ' || r == ',' })...)
-	return nil
-}
-
-// multiFlag is a repeatable flag whose values are kept whole.
-type multiFlag []string
-
-func (m *multiFlag) String() string { return strings.Join(*m, " ") }
-
-func (m *multiFlag) Set(v string) error {
-	*m = append(*m, v)
-	return nil
-}
-
-// required checks that every named flag was given.
-func required(fs *flag.FlagSet, names ...string) error {
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	for _, n := range names {
-		if !set[n] {
-			return usagef("%s: --%s is required", fs.Name(), n)
-		}
+		return &commandError{cmd: name, err: err}
 	}
 	return nil
 }

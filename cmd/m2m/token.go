@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,35 +10,38 @@ import (
 	"time"
 
 	"github.com/m2mauth/m2m"
-	"github.com/m2mauth/m2m/verify"
 )
 
+// defaultTimeout bounds every network command unless --timeout says otherwise.
+const defaultTimeout = 30 * time.Second
+
 func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("token", "token --token-url URL --client-id ID [--client-secret-file FILE] [--audience A] [--scope S]... [--json]\n\n"+
-		"Prints an access token, e.g. for curl -H \"Authorization: Bearer $(m2m token ...)\".\n"+
-		"The secret comes from --client-secret-file, else $M2M_CLIENT_SECRET.", stderr)
-	tokenURL := fs.String("token-url", "", "token endpoint, e.g. http://127.0.0.1:3567/auth/oauth/token (required)")
-	clientID := fs.String("client-id", "", "OAuth2 client id (required)")
-	secretFile := fs.String("client-secret-file", "", "file holding the client secret")
-	secretFlag := fs.String("client-secret", "", "client secret (visible in the process list: prefer --client-secret-file or $M2M_CLIENT_SECRET)")
-	audience := fs.String("audience", "", "audience to ask for, e.g. event")
+	c := newCommand("token", "token --token-url URL --client-id ID [--audience A] [--scope S]... [flags]",
+		"Prints an access token of the client-credentials grant, e.g. for\n"+
+			"  curl -H \"Authorization: Bearer $(m2m token ...)\" URL\n"+
+			"The client secret comes from --client-secret-file, else --client-secret,\n"+
+			"else $M2M_CLIENT_SECRET.")
+	tokenURL := c.String("token-url", "URL", "M2M_TOKEN_URL", "", "token endpoint, e.g. http://127.0.0.1:3567/auth/oauth/token")
+	clientID := c.String("client-id", "ID", "M2M_CLIENT_ID", "", "OAuth2 client id")
+	secretFile := c.String("client-secret-file", "FILE", "", "", "file holding the client secret")
+	secretFlag := c.String("client-secret", "SECRET", "", "", "client secret; visible in the process list, prefer --client-secret-file or $M2M_CLIENT_SECRET")
+	audience := c.String("audience", "NAME", "", "", "audience to ask for, e.g. event")
 	var scopes listFlag
-	fs.Var(&scopes, "scope", "scope to ask for (repeatable)")
-	authMethod := fs.String("auth-method", "basic", "client authentication: basic (client_secret_basic) or post (client_secret_post)")
-	encoding := fs.String("encoding", "form", "request body: form or json")
-	asJSON := fs.Bool("json", false, "print the whole response with the computed expiry")
-	insecure := fs.Bool("insecure-http", false, "allow plain http to a non-loopback token endpoint")
-	if err := parse(fs, args); err != nil {
+	c.Var(&scopes, "scope", "SCOPE", "scope to ask for; repeatable, or several separated by spaces or commas")
+	authMethod := c.String("auth-method", "basic|post", "", "basic", "client authentication: basic (client_secret_basic) or post (client_secret_post)")
+	encoding := c.String("encoding", "form|json", "", "form", "request body: form or json")
+	asJSON := c.Bool("json", "print the whole response, with the computed expiry, as JSON")
+	insecure := c.Bool("insecure-http", "allow plain http to a token endpoint that is not on loopback")
+	timeout := c.Duration("timeout", defaultTimeout, "give up after this long")
+	c.require("token-url", "client-id")
+	if err := c.parse(args, stdout); err != nil {
 		return err
 	}
-	if err := required(fs, "token-url", "client-id"); err != nil {
+	if err := c.noArgs(); err != nil {
 		return err
 	}
-	secret, err := clientSecret(*secretFile, *secretFlag, stderr)
-	if err != nil {
-		return err
-	}
-	cfg := m2m.Config{TokenURL: *tokenURL, ClientID: *clientID, ClientSecret: secret, AllowInsecureHTTP: *insecure}
+	cfg := m2m.Config{TokenURL: *tokenURL, ClientID: *clientID, AllowInsecureHTTP: *insecure}
+	var err error
 	if cfg.AuthStyle, err = authStyle(*authMethod); err != nil {
 		return err
 	}
@@ -49,20 +50,29 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case "json":
 		cfg.Encoding = m2m.EncodingJSON
 	default:
-		return usagef("token: --encoding must be form or json")
+		return usagef("--encoding must be form or json, got %q", *encoding)
 	}
-	c, err := m2m.New(cfg)
-	if err != nil {
+	if *timeout <= 0 {
+		return usagef("--timeout must be positive, got %s", *timeout)
+	}
+	cfg.FetchTimeout = *timeout
+	if cfg.ClientSecret, err = clientSecret(c.given(), *secretFile, *secretFlag, stderr); err != nil {
 		return err
 	}
-	defer c.Close()
-	src, err := c.Source(m2m.Audience{Name: *audience, Scopes: scopes})
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	client, err := m2m.New(cfg)
 	if err != nil {
-		return err
+		return explainConfig(err, tokenFlags)
+	}
+	defer client.Close()
+	src, err := client.Source(m2m.Audience{Name: *audience, Scopes: scopes})
+	if err != nil {
+		return explainConfig(err, tokenFlags)
 	}
 	tok, err := src.TokenContext(ctx)
 	if err != nil {
-		return err
+		return explainToken(ctx, err, *timeout)
 	}
 	if !*asJSON {
 		fmt.Fprintln(stdout, tok.AccessToken)
@@ -86,110 +96,31 @@ func authStyle(method string) (m2m.AuthStyle, error) {
 	case "post", "client_secret_post":
 		return m2m.AuthStyleInBody, nil
 	}
-	return 0, usagef("--auth-method must be basic or post")
+	return 0, usagef("--auth-method must be basic or post, got %q", method)
 }
 
-// clientSecret reads the secret from a file, the environment, or (with a
-// warning) a flag.
-func clientSecret(file, flagValue string, stderr io.Writer) (string, error) {
+// clientSecret picks the secret: --client-secret-file, else --client-secret
+// (with a warning), else $M2M_CLIENT_SECRET. A flag beats the variable;
+// both flags at once is a mistake.
+func clientSecret(given map[string]bool, file, flagValue string, stderr io.Writer) (string, error) {
 	switch {
-	case file != "":
+	case given["client-secret-file"] && given["client-secret"]:
+		return "", usagef("give --client-secret-file or --client-secret, not both")
+	case given["client-secret-file"]:
 		b, err := os.ReadFile(file)
 		if err != nil {
-			return "", fmt.Errorf("reading the client secret: %w", err)
+			return "", fmt.Errorf("reading --client-secret-file: %w", err)
 		}
-		return strings.TrimRight(string(b), "\r\n"), nil
+		s := strings.TrimRight(string(b), "\r\n")
+		if s == "" {
+			return "", fmt.Errorf("--client-secret-file %s is empty", file)
+		}
+		return s, nil
+	case given["client-secret"]:
+		fmt.Fprintln(stderr, "m2m token: warning: --client-secret is visible in the process list; prefer --client-secret-file or $M2M_CLIENT_SECRET")
+		return flagValue, nil
 	case os.Getenv("M2M_CLIENT_SECRET") != "":
 		return os.Getenv("M2M_CLIENT_SECRET"), nil
-	case flagValue != "":
-		fmt.Fprintln(stderr, "m2m: warning: --client-secret is visible in the process list; prefer --client-secret-file or $M2M_CLIENT_SECRET")
-		return flagValue, nil
 	}
-	return "", usagef("no client secret: use --client-secret-file or $M2M_CLIENT_SECRET")
-}
-
-func runDecode(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("decode", "decode TOKEN\n\nPrints a JWT's header and claims WITHOUT verifying it.", stderr)
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		return usagef("decode: give exactly one token")
-	}
-	parts := strings.Split(strings.TrimSpace(fs.Arg(0)), ".")
-	if len(parts) != 3 {
-		return fmt.Errorf("decode: not a JWT (want three dot-separated parts, got %d)", len(parts))
-	}
-	fmt.Fprintln(stdout, "NOT VERIFIED: decoded only; anyone can forge these values. Use \"m2m verify\" to check the signature.")
-	for i, name := range []string{"header", "claims"} {
-		raw, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[i], "="))
-		if err != nil {
-			return fmt.Errorf("decode: %s is not base64url", name)
-		}
-		var out bytes.Buffer
-		if err := json.Indent(&out, raw, "", "  "); err != nil {
-			return fmt.Errorf("decode: %s is not JSON", name)
-		}
-		fmt.Fprintf(stdout, "%s:\n%s\n", name, out.String())
-	}
-	var claims struct {
-		Exp *float64 `json:"exp"`
-	}
-	raw, _ := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
-	if json.Unmarshal(raw, &claims) == nil && claims.Exp != nil {
-		exp := time.Unix(int64(*claims.Exp), 0).UTC()
-		left := time.Until(exp).Round(time.Second)
-		state := "expires in " + left.String()
-		if left <= 0 {
-			state = "expired " + (-left).String() + " ago"
-		}
-		fmt.Fprintf(stdout, "exp: %s (%s)\n", exp.Format(time.RFC3339), state)
-	}
-	return nil
-}
-
-func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("verify", "verify --jwks-url URL --audience A [--scope S]... [--issuer ISS] [--profile supertokens|rfc9068] TOKEN\n\n"+
-		"Verifies a JWT; exits 0 when valid, 1 with the reason when not.", stderr)
-	jwksURL := fs.String("jwks-url", "", "JWKS URL, e.g. http://127.0.0.1:3567/auth/jwt/jwks.json (required)")
-	audience := fs.String("audience", "", "audience the token must carry (required)")
-	issuer := fs.String("issuer", "", "issuer the token must carry (exact match)")
-	var scopes listFlag
-	fs.Var(&scopes, "scope", "scope the token must carry (repeatable)")
-	profile := fs.String("profile", "supertokens", "supertokens (stt must be 1) or rfc9068 (no stt, e.g. Ory Hydra)")
-	insecure := fs.Bool("insecure-http", false, "allow a plain http JWKS URL on a non-loopback host")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if err := required(fs, "jwks-url", "audience"); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		return usagef("verify: give exactly one token")
-	}
-	cfg := verify.Config{JWKSURL: *jwksURL, Audience: *audience, Issuer: *issuer, AllowInsecureHTTP: *insecure}
-	switch *profile {
-	case "supertokens":
-	case "rfc9068":
-		cfg.Profile = verify.ProfileRFC9068
-	default:
-		return usagef("verify: --profile must be supertokens or rfc9068")
-	}
-	v, err := verify.New(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer v.Close()
-	c, err := v.Verify(ctx, strings.TrimSpace(fs.Arg(0)))
-	if err != nil {
-		return err
-	}
-	for _, s := range scopes {
-		if !c.HasScope(s) {
-			return fmt.Errorf("%w: the token lacks scope %q (it has %q)", verify.ErrInsufficientScope, s, c.Scopes)
-		}
-	}
-	fmt.Fprintf(stdout, "valid: client_id=%s sub=%s aud=%s scopes=%s expires=%s\n",
-		c.ClientID, c.Subject, strings.Join(c.Audience, ","), strings.Join(c.Scopes, ","), c.ExpiresAt.Format(time.RFC3339))
-	return nil
+	return "", usagef("no client secret: give --client-secret-file, or set $M2M_CLIENT_SECRET")
 }

@@ -10,7 +10,9 @@
 //   - GET /auth/jwt/jwks.json: the RS256 signing keys;
 //   - the core's client API: POST /recipe/oauth/clients,
 //     GET /recipe/oauth/clients/list, POST /recipe/oauth/clients/remove,
-//     guarded by the api-key header.
+//     guarded by the api-key header;
+//   - whatever else is added with Handle (the m2m CLI adds an example
+//     resource server guarded by package verify).
 package devserver
 
 import (
@@ -63,6 +65,7 @@ type Server struct {
 	issuer   string             // guarded by mu; set by SetIssuer or Start
 	requests int64              // guarded by mu; token requests seen
 
+	mux *http.ServeMux // routes; safe for concurrent registration
 	srv *http.Server
 	ln  net.Listener
 }
@@ -72,9 +75,15 @@ type signingKey struct {
 	key *rsa.PrivateKey
 }
 
-// New returns a Server with one fresh RSA-2048 signing key.
+// New returns a Server with one fresh RSA-2048 signing key and the
+// clients of opts registered.
 func New(opts Options) (*Server, error) {
-	s := &Server{apiKey: opts.APIKey, lifetime: opts.TokenLifetime, clients: map[string]*Client{}}
+	s := &Server{apiKey: opts.APIKey, lifetime: opts.TokenLifetime, clients: map[string]*Client{}, mux: http.NewServeMux()}
+	s.mux.HandleFunc("POST /auth/oauth/token", s.token)
+	s.mux.HandleFunc("GET /auth/jwt/jwks.json", s.jwks)
+	s.mux.HandleFunc("POST /recipe/oauth/clients", s.guard(s.createClient))
+	s.mux.HandleFunc("GET /recipe/oauth/clients/list", s.guard(s.listClients))
+	s.mux.HandleFunc("POST /recipe/oauth/clients/remove", s.guard(s.removeClient))
 	if s.apiKey == "" {
 		s.apiKey = randomHex(16)
 	}
@@ -141,16 +150,14 @@ func (s *Server) RotateKey(keepOld bool) (string, error) {
 	return kid, nil
 }
 
-// Handler returns the server's routes.
-func (s *Server) Handler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST /auth/oauth/token", s.token)
-	mux.HandleFunc("GET /auth/jwt/jwks.json", s.jwks)
-	mux.HandleFunc("POST /recipe/oauth/clients", s.guard(s.createClient))
-	mux.HandleFunc("GET /recipe/oauth/clients/list", s.guard(s.listClients))
-	mux.HandleFunc("POST /recipe/oauth/clients/remove", s.guard(s.removeClient))
-	return mux
-}
+// Handler returns the server's routes, those added with Handle included.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// Handle serves h for pattern (an http.ServeMux pattern) beside the
+// authorization server's own routes, before or after Start. It panics,
+// as http.ServeMux does, when pattern conflicts with a route already
+// registered.
+func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
 
 // Start listens on addr (default "127.0.0.1:0") and serves until ctx ends
 // or Close is called.

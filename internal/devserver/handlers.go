@@ -14,15 +14,27 @@ import (
 	"time"
 )
 
-// Client is an OAuth2 client as SuperTokens' core API spells it.
+// Client is an OAuth2 client as SuperTokens' core API spells it (its
+// camelCase JSON is the core's). A Client is a plain value; the Server
+// keeps its own copy of each registered one.
 type Client struct {
-	ClientID                string   `json:"clientId"`
-	ClientSecret            string   `json:"clientSecret,omitempty"`
-	ClientName              string   `json:"clientName"`
-	GrantTypes              []string `json:"grantTypes"`
-	Scope                   string   `json:"scope"`
-	Audience                []string `json:"audience"`
-	TokenEndpointAuthMethod string   `json:"tokenEndpointAuthMethod"`
+	// ClientID identifies the client; Register makes one up when empty.
+	ClientID string `json:"clientId"`
+	// ClientSecret is the client's secret; Register makes one up when
+	// empty. The client list never shows it.
+	ClientSecret string `json:"clientSecret,omitempty"`
+	// ClientName is a name for people.
+	ClientName string `json:"clientName"`
+	// GrantTypes are the grants the client may use; default
+	// client_credentials, the only one the server implements.
+	GrantTypes []string `json:"grantTypes"`
+	// Scope is the space-separated list of scopes the client may ask for.
+	Scope string `json:"scope"`
+	// Audience lists the audiences the client may ask for.
+	Audience []string `json:"audience"`
+	// TokenEndpointAuthMethod is how the client sends its secret:
+	// client_secret_basic (the default) or client_secret_post.
+	TokenEndpointAuthMethod string `json:"tokenEndpointAuthMethod"`
 	// AccessTokenLifespan is a Go duration ("5s", "1h"); empty means the
 	// server's default.
 	AccessTokenLifespan string `json:"clientCredentialsGrantAccessTokenLifespan,omitempty"`

@@ -3,16 +3,22 @@
 // slow: m2m against golang.org/x/oauth2 in the same run, each against its
 // own development authorization server on 127.0.0.1. It is a benchmark
 // driver (scripts/bench.sh runs it), not a test.
+//
+// With -series FILE it also writes every request as a CSV row (variant,
+// seconds since the variant's start, latency in seconds), which
+// bench/stallplot draws as latency over time.
 package main
 
 import (
 	"context"
+	"encoding/csv"
 	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -27,6 +33,7 @@ import (
 type options struct {
 	duration, lifetime, latency, interval, early time.Duration
 	workers                                      int
+	series                                       string // CSV file of every request; "" for none
 }
 
 // result is one variant's measurements.
@@ -39,7 +46,12 @@ type result struct {
 	effective           time.Duration
 	fetchesPerEffective float64
 	errors, expired     int
+	samples             []sample // every request, in no particular order
 }
+
+// sample is one request: when it started, from the variant's start, and
+// how long it took to get a token.
+type sample struct{ at, latency time.Duration }
 
 func main() {
 	var o options
@@ -49,6 +61,7 @@ func main() {
 	flag.DurationVar(&o.interval, "interval", 10*time.Millisecond, "time between one worker's requests")
 	flag.DurationVar(&o.early, "early", 500*time.Millisecond, "expiry margin of the tuned x/oauth2 variant (ReuseTokenSourceWithExpiry)")
 	flag.IntVar(&o.workers, "workers", 32, "concurrent workers")
+	flag.StringVar(&o.series, "series", "", "write every request (variant, start in s, latency in s) to this CSV file")
 	flag.Parse()
 	if err := run(os.Stdout, o); err != nil {
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
@@ -57,8 +70,9 @@ func main() {
 }
 
 func run(out io.Writer, o options) error {
-	fmt.Fprintf(out, "loadgen: %d workers, one request each per %s, for %s per variant; tokens live %s; token endpoint latency %s\n\n",
+	header := fmt.Sprintf("loadgen: %d workers, one request each per %s, for %s per variant; tokens live %s; token endpoint latency %s",
 		o.workers, o.interval, o.duration, o.lifetime, o.latency)
+	fmt.Fprintf(out, "%s\n\n", header)
 	variants := []struct {
 		name string
 		make func(tokenURL, id, secret string) (get getter, stop func())
@@ -99,7 +113,33 @@ func run(out io.Writer, o options) error {
 			r.p50.Round(time.Nanosecond), r.p99.Round(10*time.Nanosecond), r.max.Round(time.Microsecond), r.delayed, r.expired, r.errors,
 			r.fetches, r.fetchesPerLifetime, r.effective.Round(time.Millisecond), r.fetchesPerEffective)
 	}
+	if o.series != "" {
+		return writeSeries(o.series, header, results)
+	}
 	return nil
+}
+
+// writeSeries writes every request of every variant as CSV, after a
+// comment line that describes the run.
+func writeSeries(path, header string, results []result) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(f, "# %s\n", header)
+	w := csv.NewWriter(f)
+	w.Write([]string{"variant", "start_s", "latency_s"})
+	for _, r := range results {
+		for _, s := range r.samples {
+			w.Write([]string{r.name, strconv.FormatFloat(s.at.Seconds(), 'f', 6, 64), strconv.FormatFloat(s.latency.Seconds(), 'g', 6, 64)})
+		}
+	}
+	w.Flush()
+	if err := w.Error(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 func ccConfig(tokenURL, id, secret string) *clientcredentials.Config {
@@ -120,7 +160,7 @@ type fetchSource struct{ cc *clientcredentials.Config }
 func (f fetchSource) Token() (*oauth2.Token, error) { return f.cc.Token(context.Background()) }
 
 // measure runs one variant against a fresh dev server.
-func measure(o options, name string, make func(tokenURL, id, secret string) (getter, func())) (result, error) {
+func measure(o options, name string, newGetter func(tokenURL, id, secret string) (getter, func())) (result, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	srv, err := devserver.New(devserver.Options{TokenLifetime: o.lifetime, Clients: []devserver.Client{{
@@ -133,7 +173,7 @@ func measure(o options, name string, make func(tokenURL, id, secret string) (get
 	}
 	defer srv.Close()
 	srv.SetFaults(devserver.Faults{Latency: o.latency})
-	get, stop := make(srv.TokenURL(), "task", "task-secret")
+	get, stop := newGetter(srv.TokenURL(), "task", "task-secret")
 	defer stop()
 	if _, err := get(ctx); err != nil { // the first token: not counted
 		return result{}, err
@@ -158,15 +198,16 @@ func measure(o options, name string, make func(tokenURL, id, secret string) (get
 	before := srv.TokenRequests()
 
 	var mu sync.Mutex
-	var lat []time.Duration
+	var samples []sample
 	errs := 0
-	deadline := time.Now().Add(o.duration)
+	start := time.Now()
+	deadline := start.Add(o.duration)
 	var wg sync.WaitGroup
 	for range o.workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var mine []time.Duration
+			var mine []sample
 			bad, past := 0, 0
 			time.Sleep(time.Duration(rand.Int64N(int64(o.interval)))) // spread the workers
 			for next := time.Now(); time.Now().Before(deadline); next = next.Add(o.interval) {
@@ -174,7 +215,7 @@ func measure(o options, name string, make func(tokenURL, id, secret string) (get
 				t0 := time.Now()
 				tok, err := get(ctx)
 				t1 := time.Now()
-				mine = append(mine, t1.Sub(t0))
+				mine = append(mine, sample{at: t0.Sub(start), latency: t1.Sub(t0)})
 				switch {
 				case err != nil:
 					bad++
@@ -183,15 +224,19 @@ func measure(o options, name string, make func(tokenURL, id, secret string) (get
 				}
 			}
 			mu.Lock()
-			lat = append(lat, mine...)
+			samples = append(samples, mine...)
 			errs += bad
 			stale += past
 			mu.Unlock()
 		}()
 	}
 	wg.Wait()
+	lat := make([]time.Duration, len(samples))
+	for i, s := range samples {
+		lat[i] = s.latency
+	}
 	slices.Sort(lat)
-	r := result{name: name, requests: len(lat), errors: errs, expired: stale, fetches: srv.TokenRequests() - before}
+	r := result{name: name, requests: len(lat), errors: errs, expired: stale, fetches: srv.TokenRequests() - before, samples: samples}
 	if len(lat) == 0 {
 		return r, fmt.Errorf("no requests")
 	}

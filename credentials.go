@@ -543,7 +543,9 @@ type recovery struct{ nonce, reload bool }
 // retryNow reports whether a failed token request should be sent again
 // at once, without counting as a retry: once per fetch when the server
 // asked for a DPoP nonce (and gave one), and once when it refused the
-// client and the credential files changed since used was read.
+// client and the credential files changed since used was read. Refusals
+// are invalid_client, or any other 400 or 401: Ory Hydra answers an
+// assertion signed by a key it does not know with invalid_request.
 func (e *env) retryNow(err error, used *credential, r *recovery) bool {
 	var te *TokenError
 	if !errors.As(err, &te) {
@@ -553,7 +555,7 @@ func (e *env) retryNow(err error, used *credential, r *recovery) bool {
 	case te.ErrorCode == "use_dpop_nonce" && e.dpop != nil && !r.nonce:
 		r.nonce = true
 		return true
-	case te.ErrorCode == "invalid_client" && !r.reload:
+	case (te.ErrorCode == "invalid_client" || te.StatusCode == http.StatusBadRequest || te.StatusCode == http.StatusUnauthorized) && !r.reload:
 		r.reload = true
 		return e.auth.reload(used)
 	}

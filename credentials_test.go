@@ -279,6 +279,32 @@ func TestInvalidClientRereadsTheFileAtOnce(t *testing.T) {
 	assert.Len(t, s.requests(), 4)
 }
 
+func TestUnknownKidRereadsTheKeyFileAtOnce(t *testing.T) {
+	t.Parallel()
+	_, _, ec1, ec2 := testKeys()
+	s := newCredServer(t, false)
+	s.set(func(s *credServer) { s.keys[thumbprint(ec1.Public())] = ec1.Public(); s.expiresIn = 1 })
+	dir := t.TempDir()
+	path := writeFile(t, dir, "key.pem", pemKey(t, ec1))
+	c, fc := newCredClient(t, s, func(c *Config) { c.PrivateKeyFile = path; c.MaxRetries = -1; c.DisableKeepWarm = true })
+	src := mustSource(t, c, eventAudience)
+	_, err := src.TokenContext(context.Background())
+	require.NoError(t, err)
+
+	// The server now knows only the new key, which is on disk: its 400
+	// (Ory Hydra's answer to an unknown kid) makes the file be read at
+	// once, before the next look is due.
+	s.set(func(s *credServer) { s.keys = map[string]crypto.PublicKey{thumbprint(ec2.Public()): ec2.Public()} })
+	writeFile(t, dir, "key.pem", pemKey(t, ec2))
+	fc.Advance(2 * time.Second)
+	_, err = src.TokenContext(context.Background())
+	require.NoError(t, err)
+	reqs := s.requests()
+	require.Len(t, reqs, 3)
+	assert.Equal(t, []int{200, 400, 200}, []int{reqs[0].status, reqs[1].status, reqs[2].status})
+	assert.Equal(t, thumbprint(ec2.Public()), reqs[2].assertion.header["kid"], "the kid follows the key")
+}
+
 // TestRotationUnderSteadyTraffic rotates each kind of credential on the
 // server and on disk while callers keep asking for tokens, in the order
 // operators do it (the server accepts both, the file changes, the server
@@ -558,10 +584,10 @@ func TestCredentialsNeverShown(t *testing.T) {
 
 func TestAssertionEchoedByTheServerIsScrubbed(t *testing.T) {
 	t.Parallel()
-	_, _, ec1, _ := testKeys()
+	_, _, ec1, ec2 := testKeys()
 	s := newCredServer(t, false)
-	s.set(func(s *credServer) { s.echo = true }) // no key registered: refused
-	c, _ := newCredClient(t, s, func(c *Config) { c.PrivateKey = ec1 })
+	s.set(func(s *credServer) { s.echo = true; s.keys["k"] = ec2.Public() }) // another key registered: refused
+	c, _ := newCredClient(t, s, func(c *Config) { c.PrivateKey, c.KeyID = ec1, "k" })
 	_, err := mustSource(t, c, eventAudience).TokenContext(context.Background())
 	var te *TokenError
 	require.ErrorAs(t, err, &te)

@@ -266,7 +266,7 @@ func (s *credServer) serve(w http.ResponseWriter, r *http.Request) {
 	if r.TLS != nil {
 		scheme = "https"
 	}
-	tokenURL := scheme + "://" + r.Host + r.URL.Path
+	tokenURL := scheme + "://" + r.Host + r.URL.EscapedPath()
 
 	// DPoP (RFC 9449 §4.3).
 	var jkt string
@@ -317,6 +317,11 @@ func (s *credServer) serve(w http.ResponseWriter, r *http.Request) {
 		seen.assertion = j
 		kid, _ := j.header["kid"].(string)
 		pub := s.keys[kid]
+		if pub == nil { // as Ory Hydra answers an unknown kid
+			seen.status = 400
+			s.fail(w, 400, "invalid_request", fmt.Sprintf("The JSON Web Token uses signing key with kid '%s', which could not be found.", kid))
+			return
+		}
 		aud := s.aud
 		if aud == "" {
 			aud = tokenURL

@@ -145,6 +145,8 @@ func (e *env) hint(te *TokenError, location string) string {
 		return "the client is registered for private_key_jwt: set PrivateKey or PrivateKeyFile"
 	case te.ErrorCode == "invalid_client" && strings.Contains(desc, "tls_client_auth'"):
 		return "the client is registered for mTLS client authentication: set TLSCertFile (and TLSKeyFile) and no other credential"
+	case strings.Contains(desc, "signing key with kid") && strings.Contains(desc, "could not be found"):
+		return "the server does not know the assertion's kid: register the key's public JWK (m2m.PublicJWK) or set KeyID to the registered kid"
 	case te.ErrorCode == "use_dpop_nonce":
 		return "the server refused the DPoP nonce it had just given; it may be rotating nonces too fast"
 	case te.ErrorCode == "invalid_dpop_proof":

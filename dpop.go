@@ -29,8 +29,12 @@ type dpopSigner struct {
 	header string // base64url of {"alg","jwk","typ":"dpop+jwt"}
 	jkt    string // RFC 7638 thumbprint of the public key (RFC 9449 §6.1)
 	nonces sync.Map
-	count  atomic.Int32 // entries in nonces, about
+	count  atomic.Int32          // entries in nonces, about
+	ath    atomic.Pointer[athOf] // the last token's hash: a token is used for many requests
 }
+
+// athOf is an access token and its ath (RFC 9449 §4.2).
+type athOf struct{ token, ath string }
 
 // newDPoP checks the DPoP key and precomputes the proof header.
 func newDPoP(s crypto.Signer) (*dpopSigner, error) {
@@ -84,9 +88,14 @@ func (d *dpopSigner) proof(method string, u *url.URL, accessToken string, now ti
 	claims = append(claims, `,"iat":`...)
 	claims = strconv.AppendInt(claims, now.Unix(), 10)
 	if accessToken != "" {
-		sum := sha256.Sum256([]byte(accessToken))
+		a := d.ath.Load()
+		if a == nil || a.token != accessToken {
+			sum := sha256.Sum256([]byte(accessToken))
+			a = &athOf{accessToken, b64.EncodeToString(sum[:])}
+			d.ath.Store(a)
+		}
 		claims = append(claims, `,"ath":"`...)
-		claims = b64.AppendEncode(claims, sum[:])
+		claims = append(claims, a.ath...)
 		claims = append(claims, '"')
 	}
 	if n, ok := d.nonces.Load(origin); ok {

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/m2mauth/m2m/internal/wire"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -286,6 +287,14 @@ func TestDPoPProofShape(t *testing.T) {
 	assert.Equal(t, int64(1_800_000_000), j.num("iat"))
 	sum := sha256.Sum256([]byte("token-value"))
 	assert.Equal(t, base64.RawURLEncoding.EncodeToString(sum[:]), j.str("ath"))
+	for _, tok := range []string{"other-token", "token-value", "other-token"} {
+		p, err := d.proof(http.MethodGet, u, tok, now)
+		require.NoError(t, err)
+		j, err := parseJWS(p)
+		require.NoError(t, err)
+		sum := sha256.Sum256([]byte(tok))
+		assert.Equal(t, base64.RawURLEncoding.EncodeToString(sum[:]), j.str("ath"), "the hash of each request's own token")
+	}
 	jwk := j.header["jwk"].(map[string]any)
 	assert.NotContains(t, jwk, "d", "only the public key travels")
 	assert.Equal(t, []string{"alg", "jwk", "typ"}, keysOf(j.header))
@@ -350,70 +359,159 @@ func TestDPoPStoreSharesOnlyWithTheSameKey(t *testing.T) {
 	assert.EqualValues(t, 2, s.hits.Load())
 }
 
-// BenchmarkDPoPProof measures what DPoP adds per request: the proof alone
-// (resource request with ath and a nonce, and token request), and a whole
-// Transport.RoundTrip with a DPoP-bound token over a base that answers at
-// once, against the floor of one ES256 JWS signature (SHA-256 of a
-// proof-sized signing input and one ECDSA P-256 signature through
-// crypto.Signer).
-func BenchmarkDPoPProof(b *testing.B) {
+// dpopBench is what the DPoP benchmarks share: a P-256 key, its signer,
+// a resource URL whose server gave a nonce, an 800-byte access token, and
+// a Transport with a DPoP-bound token over a base that answers at once.
+type dpopBench struct {
+	key   *ecdsa.PrivateKey
+	d     *dpopSigner
+	u     *url.URL
+	token string
+	tr    *Transport
+	req   *http.Request
+	input []byte // what a proof's signing input comes to
+}
+
+func newDPoPBench(b *testing.B) *dpopBench {
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	d, err := newDPoP(key)
 	if err != nil {
 		b.Fatal(err)
 	}
 	u, _ := url.Parse("https://calendar.internal/api/events/42?from=today")
-	d.sawNonce(u, http.Header{"Dpop-Nonce": {"eyJ7S_zG.eyJH0-Z.HX4w-7v"}})
+	nonce := http.Header{"Dpop-Nonce": {"eyJ7S_zG.eyJH0-Z.HX4w-7v"}}
+	d.sawNonce(u, nonce)
 	token := strings.Repeat("a", 800) // a SuperTokens-sized JWT access token
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, `{"access_token":%q,"token_type":"DPoP","expires_in":3600}`, token)
+	}))
+	b.Cleanup(srv.Close)
+	c, err := New(Config{TokenURL: srv.URL, ClientID: testID, ClientSecret: testSecret, DPoPKey: key})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	c.env.dpop.sawNonce(u, nonce)
+	src, _ := c.Source(Audience{Name: "event", URL: "https://calendar.internal"})
+	ok := &http.Response{StatusCode: 200, Body: http.NoBody, Header: http.Header{}}
+	tr := NewTransport(roundTripFunc(func(*http.Request) (*http.Response, error) { return ok, nil }), src)
+	req, _ := http.NewRequest(http.MethodGet, u.String(), nil)
+	if _, err := tr.RoundTrip(req); err != nil {
+		b.Fatal(err)
+	}
+	p, err := d.proof(http.MethodGet, u, token, time.Now())
+	if err != nil {
+		b.Fatal(err)
+	}
+	return &dpopBench{key: key, d: d, u: u, token: token, tr: tr, req: req, input: []byte(p[:strings.LastIndexByte(p, '.')])}
+}
+
+// floor is one ES256 JWS signature: SHA-256 of a proof's signing input
+// and one ECDSA P-256 signature through crypto.Signer.
+func (bb *dpopBench) floor(b *testing.B) {
+	digest := sha256.Sum256(bb.input)
+	if _, err := bb.key.Sign(rand.Reader, digest[:], crypto.SHA256); err != nil {
+		b.Fatal(err)
+	}
+}
+
+func (bb *dpopBench) proof(b *testing.B) {
+	if _, err := bb.d.proof(http.MethodGet, bb.u, bb.token, time.Now()); err != nil {
+		b.Fatal(err)
+	}
+}
+
+func (bb *dpopBench) roundTrip(b *testing.B) {
+	if _, err := bb.tr.RoundTrip(bb.req); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkDPoPProof measures what DPoP adds per request: the proof of a
+// resource request (with ath and a nonce) and of a token request, and a
+// whole Transport.RoundTrip with a DPoP-bound token over a base that
+// answers at once, against the floor of one ES256 JWS signature.
+func BenchmarkDPoPProof(b *testing.B) {
+	bb := newDPoPBench(b)
+	for _, v := range []struct {
+		name string
+		op   func(*testing.B)
+	}{
+		{"floor-es256", bb.floor},
+		{"m2m-proof-resource", bb.proof},
+		{"m2m-proof-token", func(b *testing.B) {
+			if _, err := bb.d.proof(http.MethodPost, bb.u, "", time.Now()); err != nil {
+				b.Fatal(err)
+			}
+		}},
+		{"m2m-roundtrip", bb.roundTrip},
+	} {
+		b.Run(v.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				v.op(b)
+			}
+		})
+	}
+}
+
+// BenchmarkDPoPProofPaired times the floor, the proof and the RoundTrip
+// back to back in every iteration, in rotating order, and reports the
+// ratios of their median times: on a shared machine whose load changes
+// from one moment to the next, separate benchmarks compare different
+// moments and means catch every preemption; paired medians compare the
+// same moments and ignore the outliers.
+func BenchmarkDPoPProofPaired(b *testing.B) {
+	bb := newDPoPBench(b)
+	b.Run("paired", func(b *testing.B) {
+		ops := []func(*testing.B){bb.floor, bb.proof, bb.roundTrip}
+		var took [3][]time.Duration
+		i := 0
+		for b.Loop() {
+			for k := range ops {
+				j := (i + k) % len(ops)
+				t0 := time.Now()
+				ops[j](b)
+				took[j] = append(took[j], time.Since(t0))
+			}
+			i++
+		}
+		var med [3]float64
+		for j := range took {
+			slices.Sort(took[j])
+			med[j] = float64(took[j][len(took[j])/2])
+		}
+		b.ReportMetric(med[0], "floor-ns")
+		b.ReportMetric(med[1]/med[0], "proof/floor")
+		b.ReportMetric(med[2]/med[0], "roundtrip/floor")
+	})
+}
+
+func TestTokenTypeOfADPoPRequest(t *testing.T) {
+	t.Parallel()
 	now := time.Now()
-	b.Run("floor-es256", func(b *testing.B) {
-		input := make([]byte, 420) // what a proof's header.claims comes to
-		b.ReportAllocs()
-		for b.Loop() {
-			digest := sha256.Sum256(input)
-			if _, err := key.Sign(rand.Reader, digest[:], crypto.SHA256); err != nil {
-				b.Fatal(err)
+	for _, tc := range []struct {
+		want, typ string
+		ok        bool
+	}{
+		{"DPoP", `"DPoP"`, true},
+		{"DPoP", `"dpop"`, true},
+		{"DPoP", `"Bearer"`, false},
+		{"DPoP", `null`, false},
+		{"DPoP", `""`, false},
+		{"Bearer", `"DPoP"`, false},
+		{"Bearer", `"bearer"`, true},
+		{"Bearer", `null`, true},
+	} {
+		t.Run(tc.want+" "+tc.typ, func(t *testing.T) {
+			body := []byte(`{"access_token":"t","expires_in":60,"token_type":` + tc.typ + `}`)
+			tok, err := wire.ParseScrubbedAs(nil, tc.want, 200, http.Header{}, body, false, now, time.Minute)
+			if !tc.ok {
+				require.ErrorIs(t, err, ErrInvalidResponse)
+				return
 			}
-		}
-	})
-	b.Run("m2m-proof-resource", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			if _, err := d.proof(http.MethodGet, u, token, now); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	b.Run("m2m-proof-token", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			if _, err := d.proof(http.MethodPost, u, "", now); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	b.Run("m2m-roundtrip", func(b *testing.B) {
-		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			fmt.Fprintf(w, `{"access_token":%q,"token_type":"DPoP","expires_in":3600}`, token)
-		}))
-		defer srv.Close()
-		c, err := New(Config{TokenURL: srv.URL, ClientID: testID, ClientSecret: testSecret, DPoPKey: key})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer c.Close()
-		src, _ := c.Source(Audience{Name: "event", URL: "https://calendar.internal"})
-		ok := &http.Response{StatusCode: 200, Body: http.NoBody}
-		tr := NewTransport(roundTripFunc(func(*http.Request) (*http.Response, error) { return ok, nil }), src)
-		req, _ := http.NewRequest(http.MethodGet, u.String(), nil)
-		if _, err := tr.RoundTrip(req); err != nil {
-			b.Fatal(err)
-		}
-		b.ReportAllocs()
-		for b.Loop() {
-			if _, err := tr.RoundTrip(req); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, tok.TokenType)
+		})
+	}
 }

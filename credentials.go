@@ -521,8 +521,11 @@ func (ct *certTransport) refresh() {
 	if t.TLSClientConfig == nil {
 		t.TLSClientConfig = &tls.Config{}
 	}
-	t.TLSClientConfig.GetClientCertificate = nil
-	t.TLSClientConfig.Certificates = []tls.Certificate{*cert}
+	// Why not Certificates: crypto/tls sends none of those that the
+	// server's list of acceptable CAs rules out, and a self-signed
+	// certificate (self_signed_tls_client_auth) is never on that list.
+	t.TLSClientConfig.Certificates = nil
+	t.TLSClientConfig.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }
 	if old := ct.cur.Swap(t); old != nil {
 		old.CloseIdleConnections()
 		ct.clock.AfterFunc(ct.linger, old.CloseIdleConnections)

@@ -223,7 +223,13 @@ func newCredServer(t *testing.T, useTLS bool) *credServer {
 		certs: map[string]bool{}, jtis: map[string]bool{}, bound: map[string]string{}, expiresIn: 3600, now: time.Now}
 	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
 	if useTLS {
-		s.Server.TLS = &tls.Config{ClientAuth: tls.RequestClientCert}
+		// Like a server that also serves tls_client_auth: it names the
+		// CAs it trusts, none of which issued the test's certificates.
+		_, _, _, ec2 := testKeys()
+		caPEM, _ := selfSigned(t, ec2, "some CA")
+		cas := x509.NewCertPool()
+		cas.AppendCertsFromPEM(caPEM)
+		s.Server.TLS = &tls.Config{ClientAuth: tls.RequestClientCert, ClientCAs: cas}
 		s.StartTLS()
 	} else {
 		s.Start()

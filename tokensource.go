@@ -24,7 +24,11 @@
 // The token request is form-encoded with the client secret in HTTP Basic by
 // default, as RFC 6749 asks and Ory Hydra requires; Config.Encoding and
 // Config.AuthStyle select SuperTokens' JSON body or the secret in the body.
-// The client secret and the tokens never appear in errors, logs or
+// Instead of a secret the client may prove itself with a private key
+// (private_key_jwt), a ready-made assertion (workload identity) or a TLS
+// client certificate, each maybe read from a file that is read again when
+// it changes; Config.DPoPKey binds the tokens to a key (DPoP). The client
+// secret, private keys and the tokens never appear in errors, logs or
 // formatted values.
 package m2m
 

@@ -227,6 +227,9 @@ func (c *Client) Close() error {
 	for _, en := range entries {
 		en.stopTimers()
 	}
+	if ct, ok := e.hc.Transport.(*certTransport); ok {
+		ct.CloseIdleConnections() // a transport of our own, holding the client certificate
+	}
 	return nil
 }
 

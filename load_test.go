@@ -92,9 +92,10 @@ func TestLoadThroughFlakyTokenServer(t *testing.T) {
 		}
 		return base.RoundTrip(r)
 	})
-	hc := &http.Client{Transport: NewTransport(checked, src), Timeout: 10 * time.Second}
+	hc := &http.Client{Transport: NewTransport(checked, src)} // the run's context bounds every request
 
 	var unauthorized, failed atomic.Int64
+	var firstErr atomic.Value
 	ctx, cancel := context.WithTimeout(context.Background(), run)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -103,11 +104,16 @@ func TestLoadThroughFlakyTokenServer(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for ctx.Err() == nil {
-				began := context.WithValue(context.Background(), beganKey{}, time.Now())
+				began := context.WithValue(ctx, beganKey{}, time.Now())
 				req, _ := http.NewRequestWithContext(began, http.MethodGet, api.URL+"/events", nil)
 				resp, err := hc.Do(req)
+				if err != nil && ctx.Err() != nil {
+					break // the run ended during this request
+				}
 				if err != nil {
-					failed.Add(1)
+					if failed.Add(1) == 1 {
+						firstErr.Store(err.Error())
+					}
 					continue
 				}
 				io.Copy(io.Discard, resp.Body)
@@ -125,7 +131,7 @@ func TestLoadThroughFlakyTokenServer(t *testing.T) {
 	assert.Zero(t, expiredSent.Load(), "no request was sent with an expired token")
 	assert.Zero(t, missing.Load(), "no request reached the callee without a live token")
 	assert.Zero(t, unauthorized.Load(), "no 401 reached a caller")
-	assert.Zero(t, failed.Load(), "no caller failed while a token could be had")
+	assert.Zero(t, failed.Load(), "no caller failed while a token could be had; the first: %v", firstErr.Load())
 	assert.GreaterOrEqual(t, served.Load(), int64(workers), "every worker got through")
 	assert.EqualValues(t, 1, maxIn.Load(), "one token request at a time for the key")
 	// Renewal is per lifetime, not per request (the exact cadence is

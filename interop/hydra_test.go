@@ -60,34 +60,45 @@ func freePort() (int, error) {
 }
 
 func startHydra(bin string) (stop func(), err error) {
+	srv, stop, err := runHydra(bin, "STRATEGIES_ACCESS_TOKEN=jwt")
+	hydra.public, hydra.admin, hydra.issuer = srv.public, srv.admin, srv.issuer
+	return stop, err
+}
+
+// hydraServer is one running Hydra.
+type hydraServer struct{ public, admin, issuer string }
+
+// runHydra starts a Hydra on free loopback ports with env added to the
+// base configuration, and waits until it is ready.
+func runHydra(bin string, env ...string) (srv hydraServer, stop func(), err error) {
 	pub, err := freePort()
 	if err != nil {
-		return nil, err
+		return srv, nil, err
 	}
 	adm, err := freePort()
 	if err != nil {
-		return nil, err
+		return srv, nil, err
 	}
 	secret := make([]byte, 24)
 	rand.Read(secret)
-	hydra.public = fmt.Sprintf("http://127.0.0.1:%d", pub)
-	hydra.admin = fmt.Sprintf("http://127.0.0.1:%d", adm)
+	srv.public = fmt.Sprintf("http://127.0.0.1:%d", pub)
+	srv.admin = fmt.Sprintf("http://127.0.0.1:%d", adm)
 	var logs bytes.Buffer
 	cmd := exec.Command(bin, "serve", "all", "--dev", "--sqa-opt-out")
 	cmd.Env = append(os.Environ(),
 		"DSN=memory",
 		"SECRETS_SYSTEM="+hex.EncodeToString(secret),
-		"STRATEGIES_ACCESS_TOKEN=jwt",
-		"URLS_SELF_ISSUER="+hydra.public,
+		"URLS_SELF_ISSUER="+srv.public,
 		"SERVE_PUBLIC_HOST=127.0.0.1", fmt.Sprintf("SERVE_PUBLIC_PORT=%d", pub),
 		"SERVE_ADMIN_HOST=127.0.0.1", fmt.Sprintf("SERVE_ADMIN_PORT=%d", adm),
 		"LOG_LEVEL=warn",
 	)
+	cmd.Env = append(cmd.Env, env...)
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	// Hydra dies with the test binary, whatever ends it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting hydra: %w", err)
+		return srv, nil, fmt.Errorf("starting hydra: %w", err)
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
@@ -101,7 +112,7 @@ func startHydra(bin string) (stop func(), err error) {
 		}
 	}
 	deadline := time.Now().Add(60 * time.Second)
-	for _, u := range []string{hydra.public + "/health/ready", hydra.admin + "/health/ready"} {
+	for _, u := range []string{srv.public + "/health/ready", srv.admin + "/health/ready"} {
 		for {
 			resp, err := http.Get(u)
 			if err == nil {
@@ -112,24 +123,33 @@ func startHydra(bin string) (stop func(), err error) {
 			}
 			select {
 			case err := <-exited:
-				return nil, fmt.Errorf("hydra exited (%v):\n%s", err, logs.String())
+				return srv, nil, fmt.Errorf("hydra exited (%v):\n%s", err, logs.String())
 			case <-time.After(100 * time.Millisecond):
 			}
 			if time.Now().After(deadline) {
 				stop()
-				return nil, fmt.Errorf("hydra not ready after 60 s:\n%s", logs.String())
+				return srv, nil, fmt.Errorf("hydra not ready after 60 s:\n%s", logs.String())
 			}
 		}
 	}
 	var disc struct {
 		Issuer string `json:"issuer"`
 	}
-	if err := getJSON(hydra.public+"/.well-known/openid-configuration", &disc); err != nil {
-		stop()
-		return nil, err
+	// On a busy machine Hydra's first answers may take long (it creates
+	// its keys on first use): ask again until the deadline.
+	for {
+		err := getJSON(srv.public+"/.well-known/openid-configuration", &disc)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			stop()
+			return srv, nil, err
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
-	hydra.issuer = disc.Issuer
-	return stop, nil
+	srv.issuer = disc.Issuer
+	return srv, stop, nil
 }
 
 func getJSON(u string, out any) error {

@@ -60,7 +60,7 @@ func newVerifier(t *testing.T, audience string) *verify.Verifier {
 		JWKSURL:  hydra.public + "/.well-known/jwks.json",
 		Issuer:   hydra.issuer,
 		Audience: audience,
-		Profile:  verify.ProfileRFC9068,
+		Profile:  verify.ProfileHydra,
 		Leeway:   -1,
 	})
 	require.NoError(t, err)
@@ -169,7 +169,7 @@ func TestVerifyHydraTokens(t *testing.T) {
 	tok := token(t, newClient(t, c, nil), event, "event.create")
 	claims, err := v.Verify(ctx, tok)
 	require.NoError(t, err)
-	assert.Equal(t, -1, claims.TokenType, "Hydra tokens carry no stt")
+	assert.Equal(t, verify.KindClientCredentials, claims.Kind, "sub is the client")
 
 	_, err = newVerifier(t, "file").Verify(ctx, tok)
 	require.ErrorIs(t, err, verify.ErrAudience)
@@ -262,10 +262,10 @@ func TestCLITokenAndVerify(t *testing.T) {
 	require.NoError(t, os.WriteFile(secretFile, []byte(c.secret), 0o600))
 	tok := strings.TrimSpace(cli(t, "token", "--token-url", hydra.public+"/oauth2/token", "--client-id", c.id,
 		"--client-secret-file", secretFile, "--audience", "event", "--scope", "event.create"))
-	out := cli(t, "verify", "--profile", "rfc9068", "--jwks-url", hydra.public+"/.well-known/jwks.json",
+	out := cli(t, "verify", "--profile", "hydra", "--jwks-url", hydra.public+"/.well-known/jwks.json",
 		"--issuer", hydra.issuer, "--audience", "event", "--scope", "event.create", tok)
 	assert.Contains(t, out, "valid: client_id="+c.id)
-	_, err := cliErr("verify", "--profile", "rfc9068", "--jwks-url", hydra.public+"/.well-known/jwks.json",
+	_, err := cliErr("verify", "--profile", "hydra", "--jwks-url", hydra.public+"/.well-known/jwks.json",
 		"--audience", "event", "--scope", "event.delete", tok)
 	var exit *exec.ExitError
 	require.True(t, errors.As(err, &exit), "%v", err)

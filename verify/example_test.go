@@ -61,5 +61,24 @@ func ExampleVerifier_Middleware() {
 	// Output:
 	// 200
 	// 403 Bearer error="insufficient_scope", scope="event.create"
-	// 401 Bearer error="invalid_token", error_description="malformed token"
+	// 401 Bearer error="invalid_token", error_description="malformed token: not a compact JWS (three dot-separated parts)"
+}
+
+// A handler that reads the claims can be tested without minting a token:
+// NewContext puts claims where Middleware would.
+func ExampleNewContext() {
+	whoami := func(w http.ResponseWriter, r *http.Request) {
+		c, ok := verify.ClaimsFromContext(r.Context())
+		if !ok {
+			http.Error(w, "no claims", http.StatusUnauthorized)
+			return
+		}
+		fmt.Fprintf(w, "%s (%s)", c.ClientID, c.Kind)
+	}
+	req := httptest.NewRequest(http.MethodGet, "/whoami", nil)
+	req = req.WithContext(verify.NewContext(req.Context(), &verify.Claims{ClientID: "task-service", Kind: verify.KindClientCredentials}))
+	rec := httptest.NewRecorder()
+	whoami(rec, req)
+	fmt.Println(rec.Body.String())
+	// Output: task-service (client_credentials)
 }

@@ -140,14 +140,49 @@ func rawJWT(t testing.TB, header, payload string, key *rsa.PrivateKey) string {
 func newTestVerifier(t testing.TB, srv *jwksServer, mod func(*Config)) (*Verifier, *clock.Fake) {
 	t.Helper()
 	fc := clock.NewFake(now)
-	cfg := Config{JWKSURL: srv.URL + "/auth/jwt/jwks.json", Audience: testAudience, Issuer: testIssuer, clock: fc}
+	cfg := Config{JWKSURL: srv.URL + "/auth/jwt/jwks.json", Audience: testAudience, Issuer: testIssuer}
 	if mod != nil {
 		mod(&cfg)
 	}
-	v, err := New(context.Background(), cfg)
+	v, err := newVerifier(context.Background(), cfg, fc)
 	require.NoError(t, err)
 	t.Cleanup(func() { v.Close() })
 	return v, fc
 }
 
 var _ crypto.Signer = (*rsa.PrivateKey)(nil)
+
+// has reports whether the current key set holds kid.
+func (ks *keySet) has(kid string) bool { return ks.cur.Load().byKID[kid] != nil }
+
+// mintHeader signs claims with RS256 by rsaA, with header members set (a
+// nil value deletes the member golang-jwt would write, such as typ).
+func mintHeader(t testing.TB, hdr map[string]any, claims jwt.MapClaims) string {
+	t.Helper()
+	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, claims)
+	tok.Header["kid"] = "s-a"
+	for k, v := range hdr {
+		if v == nil {
+			delete(tok.Header, k)
+		} else {
+			tok.Header[k] = v
+		}
+	}
+	s, err := tok.SignedString(rsaA)
+	require.NoError(t, err)
+	return s
+}
+
+// rfcClaims are the claims of a valid RFC 9068 client-credentials token.
+func rfcClaims() jwt.MapClaims {
+	c := goodClaims()
+	delete(c, "stt")
+	delete(c, "gid")
+	return c
+}
+
+// with returns claims changed by mod.
+func with(claims jwt.MapClaims, mod func(jwt.MapClaims)) jwt.MapClaims {
+	mod(claims)
+	return claims
+}

@@ -2,49 +2,80 @@ package verify
 
 import (
 	"context"
-	"encoding/base64"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"crypto/sha256"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/MicahParks/jwkset"
 	"github.com/m2mauth/m2m/internal/clock"
 	"github.com/m2mauth/m2m/internal/wire"
-	"golang.org/x/sync/singleflight"
 	"golang.org/x/time/rate"
 )
 
-// minRSABits is the smallest RSA modulus a JWKS key may have.
-const minRSABits = 2048
+// RSA moduli outside these bounds are not signature keys the verifier
+// uses: too weak below, too slow to verify above (a hostile JWKS could
+// make every check cost milliseconds).
+const (
+	minRSABits = 2048
+	maxRSABits = 8192
+)
 
-// keySet is the verifier's view of a remote JWKS: a jwkset storage that
-// is replaced wholesale on every fetch (so a key removed upstream stops
-// verifying after the next refresh), refreshed on a timer, and refetched
-// when a token names an unknown kid — at most once per rate window, with
-// concurrent callers sharing one fetch. It is safe for concurrent use.
+// key is one usable public signature key of the JWKS. A *key is immutable;
+// a refresh that finds the same kid with the same fingerprint keeps the
+// same *key, so a cached token's key is still current exactly when the
+// current set maps its kid to the same pointer.
+type key struct {
+	kid string
+	alg string // the JWK's alg; "" when it names none
+	kty string
+	crv elliptic.Curve
+	pub crypto.PublicKey // *rsa.PublicKey, *ecdsa.PublicKey or ed25519.PublicKey
+	fp  [32]byte         // SHA-256 of kty, alg and the public key material
+}
+
+// keyMap is one immutable generation of the JWKS.
+type keyMap struct {
+	byKID map[string]*key
+	sole  *key // the only key, when the set holds exactly one
+	n     int
+}
+
+// keySet is the verifier's view of a remote JWKS: replaced wholesale on
+// every fetch (a key removed upstream stops verifying after the next
+// refresh), refreshed on a timer, and refetched when a token names an
+// unknown kid — at most once per rate window, one fetch at a time, and
+// never on a caller's context. It is safe for concurrent use.
 //
-// Why not jwkset's own HTTP storage: its unknown-kid path waits on the
-// rate limiter with the caller's context (a request could block for the
-// whole window), it reads bodies without a size limit, and it keeps
-// symmetric, short RSA and duplicate-kid keys.
+// Why not keyfunc/jwkset: their unknown-kid path waits on the rate
+// limiter with the caller's context, reads bodies without a size limit,
+// keeps symmetric, short RSA and duplicate-kid keys, ignores key_ops, and
+// identifies a key by kid alone.
 type keySet struct {
-	jwkset.Storage // the current keys; KeyRead is overridden
-
 	url     string
 	hc      *http.Client
 	timeout time.Duration
 	limiter *rate.Limiter // unknown-kid refetches
-	group   singleflight.Group
 	log     *slog.Logger
 	clock   clock.Clock
 
-	kids    atomic.Pointer[map[string]bool] // kids of the current set
-	fetches atomic.Int64                    // JWKS requests made
+	cur     atomic.Pointer[keyMap]
+	fetches atomic.Int64 // JWKS requests made
+
+	mu       sync.Mutex
+	inflight chan struct{} // closed when the running fetch ends; guarded by mu
+	lastErr  error         // of the last fetch; guarded by mu
+	closed   bool          // guarded by mu
 
 	ctx    context.Context // ends on close
 	cancel context.CancelFunc
@@ -53,7 +84,6 @@ type keySet struct {
 
 func newKeySet(url string, hc *http.Client, timeout, every time.Duration, log *slog.Logger, clk clock.Clock) *keySet {
 	ks := &keySet{
-		Storage: jwkset.NewMemoryStorage(),
 		url:     url,
 		hc:      hc,
 		timeout: timeout,
@@ -61,135 +91,298 @@ func newKeySet(url string, hc *http.Client, timeout, every time.Duration, log *s
 		log:     log,
 		clock:   clk,
 	}
-	empty := map[string]bool{}
-	ks.kids.Store(&empty)
+	ks.cur.Store(&keyMap{byKID: map[string]*key{}})
 	ks.ctx, ks.cancel = context.WithCancel(context.Background())
 	return ks
 }
 
-// KeyRead returns the key of kid. An unknown kid triggers one refetch if
-// the rate window allows it or a refetch is already running; otherwise it
-// fails at once with jwkset.ErrKeyNotFound.
-func (ks *keySet) KeyRead(ctx context.Context, kid string) (jwkset.JWK, error) {
-	jwk, err := ks.Storage.KeyRead(ctx, kid)
-	if !errors.Is(err, jwkset.ErrKeyNotFound) {
-		return jwk, err
+// resolve returns the key a token names: by kid, or the set's only key
+// for a token without kid. An unknown kid waits (on ctx) for one refetch
+// if the rate window allows it or one is already running.
+func (ks *keySet) resolve(ctx context.Context, h *header) (k *key, sole bool, err error) {
+	m := ks.cur.Load()
+	if !h.hasKid {
+		if m.sole == nil {
+			return nil, false, reject(ErrUnknownKey, "the token has no kid and the JWKS holds %d keys, not one", m.n)
+		}
+		return m.sole, true, nil
+	}
+	if k := m.byKID[h.kid]; k != nil {
+		return k, false, nil
 	}
 	if !ks.limiter.Allow() {
-		return jwk, err
+		return nil, false, reject(ErrUnknownKey, "no key with kid %s in the JWKS (next refetch allowed later)", quoted(h.kid))
 	}
-	ks.log.LogAttrs(ctx, slog.LevelInfo, "m2m/verify: unknown kid, refetching JWKS", slog.String("kid", kid))
-	if _, ferr, _ := ks.group.Do("fetch", func() (any, error) { return nil, ks.refresh() }); ferr != nil {
-		return jwk, fmt.Errorf("%w (refetch failed: %v)", err, ferr)
+	ks.log.LogAttrs(ctx, slog.LevelInfo, "verify: unknown kid, refetching JWKS", slog.String("kid", shown(h.kid)))
+	done := ks.fetch()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return nil, false, fmt.Errorf("verify: waiting for the JWKS: %w", ctx.Err())
 	}
-	return ks.Storage.KeyRead(ctx, kid)
+	if k := ks.cur.Load().byKID[h.kid]; k != nil {
+		return k, false, nil
+	}
+	ks.mu.Lock()
+	ferr := ks.lastErr
+	ks.mu.Unlock()
+	if ferr != nil {
+		return nil, false, reject(ErrUnknownKey, "no key with kid %s in the JWKS, and refetching it failed: %v", quoted(h.kid), ferr)
+	}
+	return nil, false, reject(ErrUnknownKey, "no key with kid %s in the JWKS, even refetched", quoted(h.kid))
 }
 
-// has reports whether kid is in the current set.
-func (ks *keySet) has(kid string) bool { return (*ks.kids.Load())[kid] }
+// current reports whether k is still the key the set holds for its kid
+// (or, for sole, still the set's only key).
+func (ks *keySet) current(k *key, sole bool) bool {
+	m := ks.cur.Load()
+	if sole {
+		return m.sole == k
+	}
+	return m.byKID[k.kid] == k
+}
+
+// fetch starts a fetch unless one is running, and returns a channel closed
+// when the running one ends. After close it returns a closed channel.
+func (ks *keySet) fetch() <-chan struct{} {
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	if ks.closed {
+		done := make(chan struct{})
+		close(done)
+		return done
+	}
+	if ks.inflight == nil {
+		done := make(chan struct{})
+		ks.inflight = done
+		ks.wg.Add(1)
+		go func() {
+			defer ks.wg.Done()
+			err := ks.refresh()
+			ks.mu.Lock()
+			ks.lastErr = err
+			ks.inflight = nil
+			close(done)
+			ks.mu.Unlock()
+		}()
+	}
+	return ks.inflight
+}
 
 // refresh fetches the JWKS under the set's own context and timeout, never
 // a caller's, and replaces the keys. On failure the old keys stay.
 func (ks *keySet) refresh() error {
 	ctx, cancel := context.WithTimeout(ks.ctx, ks.timeout)
 	defer cancel()
-	keys, kids, err := ks.fetch(ctx)
+	m, err := ks.get(ctx)
 	if err != nil {
-		ks.log.LogAttrs(ctx, slog.LevelWarn, "m2m/verify: JWKS fetch failed", slog.String("url", ks.url), slog.String("error", err.Error()))
+		ks.log.LogAttrs(ctx, slog.LevelWarn, "verify: JWKS fetch failed", slog.String("url", ks.url), slog.String("error", err.Error()))
 		return err
 	}
-	if err := ks.Storage.KeyReplaceAll(ctx, keys); err != nil {
-		return err
-	}
-	ks.kids.Store(&kids)
+	ks.cur.Store(m)
 	return nil
 }
 
-// fetch GETs the JWKS through a size limit and keeps the usable keys.
-func (ks *keySet) fetch(ctx context.Context) ([]jwkset.JWK, map[string]bool, error) {
+// get GETs the JWKS through a size limit and keeps the usable keys.
+func (ks *keySet) get(ctx context.Context) (*keyMap, error) {
 	ks.fetches.Add(1)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, ks.url, nil)
+	body, err := getJSON(ctx, ks.hc, ks.url, "JWKS")
 	if err != nil {
-		return nil, nil, err
+		return nil, err
+	}
+	var set struct {
+		Keys []json.RawMessage `json:"keys"`
+	}
+	if err := json.Unmarshal(body, &set); err != nil || set.Keys == nil {
+		return nil, fmt.Errorf("verify: JWKS at %s is not a JSON key set", ks.url)
+	}
+	return ks.usable(set.Keys), nil
+}
+
+// getJSON GETs url and returns its body: status 200, at most wire.MaxBody
+// bytes. what names the document in errors.
+func getJSON(ctx context.Context, hc *http.Client, url, what string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, fmt.Errorf("verify: %s request: %w", what, err)
 	}
 	req.Header.Set("Accept", "application/json")
-	resp, err := ks.hc.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
-		return nil, nil, fmt.Errorf("m2m/verify: fetching JWKS: %w", err)
+		return nil, fmt.Errorf("verify: fetching %s: %w", what, err)
 	}
 	defer resp.Body.Close()
 	body, truncated, err := wire.ReadBody(resp.Body)
 	switch {
 	case err != nil:
-		return nil, nil, fmt.Errorf("m2m/verify: reading JWKS: %w", err)
+		return nil, fmt.Errorf("verify: reading %s: %w", what, err)
 	case resp.StatusCode != http.StatusOK:
-		return nil, nil, fmt.Errorf("m2m/verify: JWKS answered %d", resp.StatusCode)
+		return nil, &statusError{what: what, url: url, code: resp.StatusCode}
 	case truncated:
-		return nil, nil, fmt.Errorf("m2m/verify: JWKS larger than %d bytes", wire.MaxBody)
+		return nil, fmt.Errorf("verify: %s larger than %d bytes", what, wire.MaxBody)
 	}
-	var set jwkset.JWKSMarshal
-	if err := json.Unmarshal(body, &set); err != nil {
-		return nil, nil, fmt.Errorf("m2m/verify: JWKS is not a JSON key set: %w", err)
-	}
-	return ks.usable(set.Keys)
+	return body, nil
 }
 
-// usable keeps the public signature keys the verifier accepts: use "sig"
-// or unset, no symmetric keys, RSA of at least 2048 bits, and no kid that
-// appears twice (both are dropped: which one signs is ambiguous).
-func (ks *keySet) usable(in []jwkset.JWKMarshal) ([]jwkset.JWK, map[string]bool, error) {
-	count := map[string]int{}
-	for _, m := range in {
-		count[m.KID]++
-	}
-	var keys []jwkset.JWK
-	kids := map[string]bool{}
-	for _, m := range in {
-		reason := ""
-		switch {
-		case count[m.KID] > 1:
-			reason = "duplicate kid"
-		case m.USE != "" && m.USE != jwkset.UseSig:
-			reason = "use is not sig"
-		case m.KTY == jwkset.KtyOct:
-			reason = "symmetric key"
-		case m.KTY == jwkset.KtyRSA && rsaBits(m.N) < minRSABits:
-			reason = fmt.Sprintf("RSA key below %d bits", minRSABits)
-		}
-		if reason == "" {
-			// Public parts only; never follow an x5u URL.
-			pub := jwkset.JWKMarshal{KTY: m.KTY, USE: m.USE, ALG: m.ALG, KID: m.KID, CRV: m.CRV, X: m.X, Y: m.Y, N: m.N, E: m.E}
-			jwk, err := jwkset.NewJWKFromMarshal(pub, jwkset.JWKMarshalOptions{}, jwkset.JWKValidateOptions{})
-			if err == nil {
-				keys = append(keys, jwk)
-				kids[m.KID] = true
-				continue
-			}
-			reason = err.Error()
-		}
-		ks.log.LogAttrs(context.Background(), slog.LevelWarn, "m2m/verify: JWKS key ignored",
-			slog.String("kid", m.KID), slog.String("kty", string(m.KTY)), slog.String("reason", reason))
-	}
-	return keys, kids, nil
+// statusError is an answer with a status other than 200.
+type statusError struct {
+	what, url string
+	code      int
 }
 
-// rsaBits returns the bit length of a base64url modulus, 0 if malformed.
-func rsaBits(n string) int {
-	b, err := base64.RawURLEncoding.DecodeString(n)
-	if err != nil {
-		return 0
+func (e *statusError) Error() string {
+	return fmt.Sprintf("verify: %s at %s answered %d", e.what, e.url, e.code)
+}
+
+// jwkJSON is the part of a JSON Web Key (RFC 7517, RFC 7518 §6) the verifier reads.
+type jwkJSON struct {
+	Kty    string   `json:"kty"`
+	Use    string   `json:"use"`
+	KeyOps []string `json:"key_ops"`
+	Alg    string   `json:"alg"`
+	Kid    string   `json:"kid"`
+	Crv    string   `json:"crv"`
+	N      string   `json:"n"`
+	E      string   `json:"e"`
+	X      string   `json:"x"`
+	Y      string   `json:"y"`
+}
+
+// usable keeps the public signature keys the verifier accepts, reusing the
+// current *key of every kid whose key did not change. A key is dropped
+// when its use is not "sig", its key_ops lack "verify", it is symmetric or
+// of an unknown type, its alg does not fit it, an RSA modulus is outside
+// 2048–8192 bits, or its kid appears twice (which one signs would be
+// ambiguous).
+func (ks *keySet) usable(raw []json.RawMessage) *keyMap {
+	old := ks.cur.Load()
+	keys := make([]*key, 0, len(raw))
+	kids := map[string]int{}
+	for _, r := range raw {
+		var j jwkJSON
+		if err := json.Unmarshal(r, &j); err != nil {
+			ks.ignore(j, "not a JSON Web Key")
+			continue
+		}
+		k, reason := parseJWK(j)
+		if reason != "" {
+			ks.ignore(j, reason)
+			continue
+		}
+		prev := old.byKID[k.kid]
+		if k.kid == "" {
+			prev = old.sole
+		}
+		if prev != nil && prev.kid == k.kid && prev.fp == k.fp {
+			k = prev
+		}
+		keys = append(keys, k)
+		kids[k.kid]++
 	}
-	for len(b) > 0 && b[0] == 0 {
-		b = b[1:]
+	m := &keyMap{byKID: make(map[string]*key, len(keys))}
+	for _, k := range keys {
+		if kids[k.kid] > 1 {
+			ks.ignore(jwkJSON{Kid: k.kid, Kty: k.kty}, "its kid appears more than once")
+			continue
+		}
+		m.n++
+		m.sole = k
+		if k.kid != "" {
+			m.byKID[k.kid] = k
+		}
 	}
-	if len(b) == 0 {
-		return 0
+	if m.n != 1 {
+		m.sole = nil
 	}
-	bits := (len(b) - 1) * 8
-	for top := b[0]; top > 0; top >>= 1 {
-		bits++
+	return m
+}
+
+func (ks *keySet) ignore(j jwkJSON, reason string) {
+	ks.log.LogAttrs(context.Background(), slog.LevelWarn, "verify: JWKS key ignored",
+		slog.String("kid", shown(j.Kid)), slog.String("kty", shown(j.Kty)), slog.String("reason", reason))
+}
+
+// parseJWK builds a key from a JWK, or says why it is not a usable
+// signature key.
+func parseJWK(j jwkJSON) (*key, string) {
+	if j.Use != "" && j.Use != "sig" {
+		return nil, "use is not sig"
 	}
-	return bits
+	if j.KeyOps != nil && !slices.Contains(j.KeyOps, "verify") {
+		return nil, "key_ops lacks verify"
+	}
+	k := &key{kid: j.Kid, alg: j.Alg, kty: j.Kty}
+	var material []byte
+	switch j.Kty {
+	case "RSA":
+		n, err1 := b64.DecodeString(j.N)
+		e, err2 := b64.DecodeString(j.E)
+		if err1 != nil || err2 != nil || len(n) == 0 || len(e) == 0 || len(e) > 4 {
+			return nil, "malformed RSA key"
+		}
+		pub := &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: int(new(big.Int).SetBytes(e).Int64())}
+		if bits := pub.N.BitLen(); bits < minRSABits || bits > maxRSABits {
+			return nil, fmt.Sprintf("RSA key of %d bits, outside %d–%d", bits, minRSABits, maxRSABits)
+		}
+		if pub.E < 3 || pub.E&1 == 0 || pub.E > 1<<31-1 {
+			return nil, "RSA exponent is not an odd number from 3 to 2³¹-1"
+		}
+		k.pub = pub
+		material = append(append(pub.N.Bytes(), '.'), new(big.Int).SetInt64(int64(pub.E)).Bytes()...)
+	case "EC":
+		var curve elliptic.Curve
+		switch j.Crv {
+		case "P-256":
+			curve = elliptic.P256()
+		case "P-384":
+			curve = elliptic.P384()
+		case "P-521":
+			curve = elliptic.P521()
+		default:
+			return nil, "unsupported EC curve"
+		}
+		size := (curve.Params().BitSize + 7) / 8
+		x, err1 := b64.DecodeString(j.X)
+		y, err2 := b64.DecodeString(j.Y)
+		if err1 != nil || err2 != nil || len(x) != size || len(y) != size {
+			return nil, "malformed EC key"
+		}
+		point := append(append([]byte{4}, x...), y...)
+		pub, err := ecdsa.ParseUncompressedPublicKey(curve, point)
+		if err != nil {
+			return nil, "EC point not on the curve"
+		}
+		k.pub, k.crv = pub, curve
+		material = point
+	case "OKP":
+		x, err := b64.DecodeString(j.X)
+		if j.Crv != "Ed25519" || err != nil || len(x) != ed25519.PublicKeySize {
+			return nil, "not an Ed25519 key"
+		}
+		k.pub = ed25519.PublicKey(x)
+		material = x
+	case "oct":
+		return nil, "symmetric key"
+	default:
+		return nil, "unsupported key type"
+	}
+	if j.Alg != "" {
+		a := algorithms[j.Alg]
+		if a == nil || !a.fits(k) {
+			return nil, "its alg does not fit the key"
+		}
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00%s\x00", j.Kty, j.Alg, j.Crv)
+	h.Write(material)
+	h.Sum(k.fp[:0])
+	return k, ""
+}
+
+// fits reports whether a can verify with k: the key type, and the curve
+// for ECDSA (ignoring the JWK's own alg).
+func (a *algorithm) fits(k *key) bool {
+	return a.kty == k.kty && (a.curve == nil || a.curve == k.crv)
 }
 
 // run refreshes the set every interval until close.
@@ -204,13 +397,20 @@ func (ks *keySet) run(every time.Duration) {
 				stop()
 				return
 			case <-c:
-				_, _, _ = ks.group.Do("fetch", func() (any, error) { return nil, ks.refresh() })
+				select {
+				case <-ks.fetch():
+				case <-ks.ctx.Done():
+					return
+				}
 			}
 		}
 	}()
 }
 
 func (ks *keySet) close() {
+	ks.mu.Lock()
+	ks.closed = true
+	ks.mu.Unlock()
 	ks.cancel()
 	ks.wg.Wait()
 }

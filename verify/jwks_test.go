@@ -2,6 +2,7 @@ package verify
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"strings"
 	"sync"
@@ -160,25 +161,174 @@ func TestCacheIsBounded(t *testing.T) {
 	t.Parallel()
 	c := newCache(10)
 	for i := range 25 {
-		c.put(hashToken(fmt.Sprint(i)), &Claims{ExpiresAt: now.Add(time.Hour)}, now, 0)
+		c.put(tokenKey(fmt.Sprint(i)), entry{exp: now.Add(time.Hour).UnixNano()}, now.UnixNano())
 		assert.LessOrEqual(t, c.len(), 10)
 	}
 	// Expired entries go first.
 	c = newCache(2)
-	c.put(hashToken("old"), &Claims{ExpiresAt: now.Add(-time.Hour)}, now, 0)
-	c.put(hashToken("live"), &Claims{ExpiresAt: now.Add(time.Hour)}, now, 0)
-	c.put(hashToken("new"), &Claims{ExpiresAt: now.Add(time.Hour)}, now, 0)
-	_, ok := c.get(hashToken("old"))
+	c.put(tokenKey("old"), entry{exp: now.Add(-time.Hour).UnixNano()}, now.UnixNano())
+	c.put(tokenKey("live"), entry{exp: now.Add(time.Hour).UnixNano()}, now.UnixNano())
+	c.put(tokenKey("new"), entry{exp: now.Add(time.Hour).UnixNano()}, now.UnixNano())
+	_, ok := c.get(tokenKey("old"))
 	assert.False(t, ok)
-	_, ok = c.get(hashToken("new"))
+	_, ok = c.get(tokenKey("new"))
 	assert.True(t, ok)
 }
 
-func TestRSABits(t *testing.T) {
+// TestKeyOps: a key whose key_ops lack "verify" is not a signature key
+// (RFC 7517 §4.3, issue item 2).
+func TestKeyOps(t *testing.T) {
 	t.Parallel()
 	keys(t)
-	assert.Equal(t, 2048, rsaBits(jwk(t, &rsaA.PublicKey, "a", "").N))
-	assert.Equal(t, 1024, rsaBits(jwk(t, &rsaSmall.PublicKey, "a", "").N))
-	assert.Equal(t, 0, rsaBits("!!"))
-	assert.Equal(t, 0, rsaBits("AAAA"))
+	withOps := func(kid string, ops ...jwkset.KEYOPS) jwkset.JWKMarshal {
+		j := jwk(t, &rsaA.PublicKey, kid, "RS256")
+		j.KEYOPS = ops
+		return j
+	}
+	srv := newJWKSServer(t,
+		withOps("verify", jwkset.KeyOpsVerify),
+		withOps("sign-verify", jwkset.KeyOpsSign, jwkset.KeyOpsVerify),
+		withOps("sign", jwkset.KeyOpsSign),
+		withOps("encrypt", jwkset.KeyOpsEncrypt),
+		withOps("none", jwkset.KEYOPS("")),
+		withOps("absent"),
+	)
+	v, _ := newTestVerifier(t, srv, nil)
+	for kid, usable := range map[string]bool{"verify": true, "sign-verify": true, "sign": false, "encrypt": false, "none": false, "absent": true} {
+		t.Run(kid, func(t *testing.T) {
+			_, err := v.Verify(context.Background(), mint(t, jwt.SigningMethodRS256, rsaA, kid, goodClaims()))
+			if usable {
+				require.NoError(t, err)
+			} else {
+				require.ErrorIs(t, err, ErrUnknownKey)
+			}
+		})
+	}
+}
+
+// refresh makes v's JWKS refresh timer fire and waits for the fetch.
+func refresh(t *testing.T, v *Verifier, fc interface {
+	Timers() int
+	Advance(time.Duration)
+}, srv *jwksServer) {
+	t.Helper()
+	hits := srv.hits.Load()
+	require.Eventually(t, func() bool { return fc.Timers() == 1 }, 5*time.Second, time.Millisecond)
+	fc.Advance(DefaultRefreshInterval)
+	require.Eventually(t, func() bool {
+		v.keys.mu.Lock()
+		defer v.keys.mu.Unlock()
+		return srv.hits.Load() > hits && v.keys.inflight == nil
+	}, 5*time.Second, time.Millisecond)
+}
+
+// TestKeyIdentityIsKidAndMaterial: a cached token stops passing as soon as
+// the key under its kid changes, and keeps passing (from the cache) when
+// a refresh brings the same key back (issue item 2).
+func TestKeyIdentityIsKidAndMaterial(t *testing.T) {
+	t.Parallel()
+	keys(t)
+	t.Run("new material under the same kid", func(t *testing.T) {
+		t.Parallel()
+		srv := newJWKSServer(t, jwk(t, &rsaA.PublicKey, "s-a", "RS256"))
+		v, fc := newTestVerifier(t, srv, nil)
+		tokA := mint(t, jwt.SigningMethodRS256, rsaA, "s-a", goodClaims())
+		first, err := v.Verify(context.Background(), tokA)
+		require.NoError(t, err)
+
+		srv.setKeys(t, jwk(t, &rsaA.PublicKey, "s-a", "RS256"))
+		refresh(t, v, fc, srv)
+		again, err := v.Verify(context.Background(), tokA)
+		require.NoError(t, err)
+		assert.Same(t, first, again, "the same key fetched again keeps the cache")
+
+		srv.setKeys(t, jwk(t, &rsaB.PublicKey, "s-a", "RS256"))
+		refresh(t, v, fc, srv)
+		_, err = v.Verify(context.Background(), tokA)
+		require.ErrorIs(t, err, ErrSignature, "the old material's token is checked afresh, and fails")
+		_, err = v.Verify(context.Background(), mint(t, jwt.SigningMethodRS256, rsaB, "s-a", goodClaims()))
+		require.NoError(t, err)
+	})
+	t.Run("the same material, now for another alg", func(t *testing.T) {
+		t.Parallel()
+		srv := newJWKSServer(t, jwk(t, &rsaA.PublicKey, "s-a", "RS256"))
+		v, fc := newTestVerifier(t, srv, func(c *Config) { c.Algorithms = []string{"RS256", "PS256"} })
+		tok := mint(t, jwt.SigningMethodRS256, rsaA, "s-a", goodClaims())
+		_, err := v.Verify(context.Background(), tok)
+		require.NoError(t, err)
+		srv.setKeys(t, jwk(t, &rsaA.PublicKey, "s-a", "PS256"))
+		refresh(t, v, fc, srv)
+		_, err = v.Verify(context.Background(), tok)
+		require.ErrorIs(t, err, ErrAlgorithm)
+	})
+}
+
+// TestTokenWithoutKid: valid when the JWKS holds exactly one key, the same
+// on every use (issue item 2).
+func TestTokenWithoutKid(t *testing.T) {
+	t.Parallel()
+	keys(t)
+	srv := newJWKSServer(t, jwk(t, &rsaA.PublicKey, "", "RS256"))
+	v, fc := newTestVerifier(t, srv, nil)
+	tok := mint(t, jwt.SigningMethodRS256, rsaA, "", goodClaims())
+	first, err := v.Verify(context.Background(), tok)
+	require.NoError(t, err)
+	for i := range 3 {
+		again, err := v.Verify(context.Background(), tok)
+		require.NoError(t, err, "use %d", i)
+		assert.Same(t, first, again)
+	}
+	assert.Equal(t, 1, v.cache.len())
+	refresh(t, v, fc, srv)
+	again, err := v.Verify(context.Background(), tok)
+	require.NoError(t, err)
+	assert.Same(t, first, again, "the same key fetched again keeps the cache")
+
+	srv.setKeys(t, jwk(t, &rsaA.PublicKey, "", "RS256"), jwk(t, &rsaB.PublicKey, "s-b", "RS256"))
+	refresh(t, v, fc, srv)
+	_, err = v.Verify(context.Background(), tok)
+	require.ErrorIs(t, err, ErrUnknownKey, "with two keys, a token without kid names none")
+
+	one := newJWKSServer(t, jwk(t, &rsaB.PublicKey, "s-b", "RS256"))
+	v2, _ := newTestVerifier(t, one, nil)
+	_, err = v2.Verify(context.Background(), tok)
+	require.ErrorIs(t, err, ErrSignature, "the only key, whatever its kid, must verify it")
+}
+
+func tokenKey(raw string) [32]byte {
+	k, _, _ := hashToken(raw)
+	return k
+}
+
+func TestHashToken(t *testing.T) {
+	t.Parallel()
+	for _, raw := range []string{"a.b.c", "abc", "a.b", "h.p.s.x", "..", strings.Repeat("x", 200) + "." + strings.Repeat("y", 700) + "." + strings.Repeat("z", 344)} {
+		key, signing, ok := hashToken(raw)
+		assert.Equal(t, sha256.Sum256([]byte(raw)), key, raw)
+		parts := strings.SplitN(raw, ".", 3)
+		assert.Equal(t, len(parts) == 3, ok)
+		if ok {
+			assert.Equal(t, sha256.Sum256([]byte(parts[0]+"."+parts[1])), signing)
+		}
+	}
+}
+
+// TestRepeatedTokenAllocatesNothing pins the cache hit path at zero
+// allocations.
+func TestRepeatedTokenAllocatesNothing(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts do not hold under the race detector")
+	}
+	keys(t)
+	srv := newJWKSServer(t, jwk(t, &rsaA.PublicKey, "s-a", "RS256"))
+	v, _ := newTestVerifier(t, srv, nil)
+	tok := mint(t, jwt.SigningMethodRS256, rsaA, "s-a", goodClaims())
+	_, err := v.Verify(context.Background(), tok)
+	require.NoError(t, err)
+	allocs := testing.AllocsPerRun(100, func() {
+		if _, err := v.Verify(context.Background(), tok); err != nil {
+			t.Fatal(err)
+		}
+	})
+	assert.Zero(t, allocs)
 }

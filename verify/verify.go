@@ -1,208 +1,83 @@
 // Package verify is the called service's side of m2m: it checks OAuth2
-// access tokens (JWTs) against the authorization server's JWKS and guards
-// net/http handlers with them.
+// access tokens and guards net/http handlers with them.
 //
-// It is built on github.com/golang-jwt/jwt/v5 and
-// github.com/MicahParks/keyfunc/v3. The JWKS is fetched with a timeout and a
-// size limit, refreshed on a timer, and refetched on an unknown kid at most
-// once per rate window. By default a token must be a SuperTokens OAuth2
-// access token: RS256, stt == 1, our audience in aud, scp an array, not
-// expired. ProfileRFC9068 drops the stt rule for plain servers such as
-// Ory Hydra.
+// A JWT is checked against the authorization server's JWKS: a compact JWS
+// in strict base64url whose header and claims are each exactly one JSON
+// object without duplicate members, an allowed alg that fits its key,
+// the signature, then exp, nbf and iat (with leeway), aud, iss, the
+// profile's token-type rule, scopes and client_id. An opaque token is
+// checked by RFC 7662 introspection against the same rules. Accepted
+// tokens are remembered (by hash) so a token seen again costs a hash and
+// a map lookup.
+//
+// The JWKS is fetched with a timeout and a size limit, refreshed on a
+// timer, and refetched on an unknown kid at most once per rate window.
+// By default a token must be a SuperTokens OAuth2 access token (stt 1);
+// ProfileRFC9068 checks RFC 9068 tokens as written, ProfileHydra Ory
+// Hydra's.
 //
 //	v, err := verify.New(ctx, verify.Config{
-//		JWKSURL:  "https://auth.internal/auth/jwt/jwks.json",
-//		Issuer:   "https://auth.internal/auth",
+//		Issuer:   "https://auth.internal/auth", // JWKS found by discovery
 //		Audience: "event",
 //	})
+//	if err != nil {
+//		return err
+//	}
 //	defer v.Close()
-//	mux.Handle("POST /events", v.Middleware("event.create")(createEvent))
+//	mux.Handle("POST /events", v.Middleware("event.create")(http.HandlerFunc(createEvent)))
 package verify
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"log/slog"
-	"net/http"
 	"slices"
+	"strings"
 	"time"
 
-	"github.com/MicahParks/jwkset"
-	"github.com/MicahParks/keyfunc/v3"
-	"github.com/golang-jwt/jwt/v5"
 	"github.com/m2mauth/m2m/internal/clock"
-	"github.com/m2mauth/m2m/internal/wire"
 )
-
-// Profile selects the token-type rule.
-type Profile int
-
-const (
-	// ProfileSuperTokens requires SuperTokens' stt claim to be exactly 1
-	// (an OAuth2 access token; 0 is a session token, 2 an ID token). It is
-	// the default.
-	ProfileSuperTokens Profile = iota
-	// ProfileRFC9068 does not look at stt: for plain OAuth2 JWT access
-	// tokens (RFC 9068) such as Ory Hydra's.
-	ProfileRFC9068
-)
-
-// Config configures a Verifier. The zero value of every optional field is
-// its default.
-type Config struct {
-	// JWKSURL is where the signing keys are, e.g. SuperTokens'
-	// "<apiDomain><apiBasePath>/jwt/jwks.json" or Hydra's
-	// "/.well-known/jwks.json". https, or http on loopback unless
-	// AllowInsecureHTTP. Required.
-	JWKSURL string
-	// Audience must be in the token's aud claim (a string or an array).
-	// Required.
-	Audience string
-	// Issuer, when set, must equal the iss claim exactly (SuperTokens:
-	// apiDomain+apiBasePath). Optional, but recommended.
-	Issuer string
-	// Algorithms are the accepted alg values. Optional; default RS256.
-	// "none" and HMAC algorithms are refused.
-	Algorithms []string
-	// Leeway is the clock skew allowed on exp, nbf and iat. Optional;
-	// default 30 s; negative means none.
-	Leeway time.Duration
-	// Profile is the token-type rule. Optional; default ProfileSuperTokens.
-	Profile Profile
-	// AcceptSessionTokens also accepts SuperTokens session access tokens
-	// (stt 0, with a sessionHandle) under ProfileSuperTokens, so one
-	// middleware can serve both kinds; Claims.IsSession tells them apart.
-	// Session tokens carry no aud or scp, so neither is checked for them,
-	// and a route that requires scopes refuses them. Optional.
-	AcceptSessionTokens bool
-	// ClientIDs, when set, is the allow-list of client_id values. Optional.
-	ClientIDs []string
-	// HTTPClient fetches the JWKS. Optional; default a client of its own
-	// with a 10 s timeout that does not follow redirects.
-	HTTPClient *http.Client
-	// RefreshInterval is how often the JWKS is fetched again. Optional;
-	// default 5 min.
-	RefreshInterval time.Duration
-	// UnknownKIDInterval is the least time between two refetches caused
-	// by tokens with an unknown kid. Optional; default 1 min.
-	UnknownKIDInterval time.Duration
-	// CacheSize bounds how many verified tokens are remembered, so that a
-	// token seen again skips the signature check (time checks still run).
-	// Optional; default 10000; negative disables the cache.
-	CacheSize int
-	// AllowInsecureHTTP permits a plain http JWKSURL on a non-loopback
-	// host. Optional.
-	AllowInsecureHTTP bool
-	// Logger receives JWKS events. Optional; default discards.
-	Logger *slog.Logger
-
-	clock clock.Clock // tests inject a fake clock
-}
-
-// Defaults of the optional Config fields.
-const (
-	DefaultLeeway             = 30 * time.Second
-	DefaultRefreshInterval    = 5 * time.Minute
-	DefaultUnknownKIDInterval = time.Minute
-	DefaultCacheSize          = 10000
-	// MaxTokenSize is the largest token Verify parses.
-	MaxTokenSize = 8 << 10
-)
-
-// Errors callers can branch on with errors.Is. Every rejection wraps
-// ErrInvalidToken and one of the more specific errors.
-var (
-	ErrInvalidConfig     = errors.New("m2m/verify: invalid config")
-	ErrInvalidToken      = errors.New("m2m/verify: invalid token")
-	ErrTokenTooLarge     = errors.New("token larger than 8 KiB")
-	ErrMalformed         = errors.New("malformed token")
-	ErrUnsupportedHeader = errors.New("unsupported header")
-	ErrAlgorithm         = errors.New("algorithm not allowed")
-	ErrUnknownKey        = errors.New("unknown signing key")
-	ErrSignature         = errors.New("bad signature")
-	ErrExpired           = errors.New("token expired")
-	ErrNotYetValid       = errors.New("token not valid yet")
-	ErrMissingClaim      = errors.New("required claim missing")
-	ErrAudience          = errors.New("wrong audience")
-	ErrIssuer            = errors.New("wrong issuer")
-	ErrTokenType         = errors.New("wrong token type")
-	ErrScopeClaim        = errors.New("malformed scp claim")
-	ErrClientID          = errors.New("client_id not allowed")
-	ErrInsufficientScope = errors.New("insufficient scope")
-	ErrNoToken           = errors.New("no bearer token")
-)
-
-// reject builds a rejection error: ErrInvalidToken, a kind, and detail.
-func reject(kind error, format string, args ...any) error {
-	if format == "" {
-		return fmt.Errorf("%w: %w", ErrInvalidToken, kind)
-	}
-	return fmt.Errorf("%w: %w: %s", ErrInvalidToken, kind, fmt.Sprintf(format, args...))
-}
 
 // Verifier checks access tokens. It is safe for concurrent use and should
 // be reused: create one per process and audience, and Close it when done.
 type Verifier struct {
 	cfg     Config
-	keys    *keySet
-	keyfunc jwt.Keyfunc
-	parser  *jwt.Parser
+	algs    []*algorithm
+	keys    *keySet       // nil without a JWKS
+	intro   *introspector // nil without introspection
 	clients map[string]bool
-	cache   *cache
+	cache   *cache // nil when disabled
 	clock   clock.Clock
 }
 
-// New checks cfg, fetches the JWKS once (bounded by ctx) and starts the
-// background refresh. It fails if the first fetch fails.
+// New checks cfg, reads the issuer's metadata when cfg asks for
+// discovery, fetches the JWKS once and starts its background refresh, all
+// bounded by ctx. It fails if any of these fails.
 func New(ctx context.Context, cfg Config) (*Verifier, error) {
+	return newVerifier(ctx, cfg, clock.Real{})
+}
+
+// newVerifier is New with the clock injected; tests pass a fake.
+func newVerifier(ctx context.Context, cfg Config, clk clock.Clock) (*Verifier, error) {
 	if err := cfg.check(); err != nil {
 		return nil, err
 	}
-	v := &Verifier{cfg: cfg, clock: cfg.clock}
-	if v.clock == nil {
-		v.clock = clock.Real{}
+	if cfg.discovers() {
+		md, err := discover(ctx, cfg.HTTPClient, cfg.Issuer, cfg.AllowInsecureHTTP)
+		if err != nil {
+			return nil, err
+		}
+		cfg.JWKSURL = md.JWKSURI
+		if cfg.IntrospectionClientID != "" && cfg.IntrospectionClientSecret != "" {
+			cfg.IntrospectionURL = md.IntrospectionEndpoint
+		}
+		if cfg.JWKSURL == "" && cfg.IntrospectionURL == "" {
+			return nil, fmt.Errorf("verify: the metadata of %s has no jwks_uri (and no introspection_endpoint with IntrospectionClientID set)", cfg.Issuer)
+		}
 	}
-	hc := cfg.HTTPClient
-	if hc == nil {
-		hc = wire.NewHTTPClient(10 * time.Second)
+	v := &Verifier{cfg: cfg, clock: clk}
+	for _, a := range cfg.Algorithms {
+		v.algs = append(v.algs, algorithms[a])
 	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	v.keys = newKeySet(cfg.JWKSURL, hc, 10*time.Second, cfg.UnknownKIDInterval, log, v.clock)
-	kf, err := keyfunc.New(keyfunc.Options{Storage: v.keys, Ctx: v.keys.ctx})
-	if err != nil {
-		return nil, err
-	}
-	v.keyfunc = kf.Keyfunc
-	first := make(chan error, 1)
-	go func() { first <- v.keys.refresh() }()
-	select {
-	case err = <-first:
-	case <-ctx.Done():
-		v.keys.close()
-		<-first
-		return nil, fmt.Errorf("m2m/verify: first JWKS fetch: %w", ctx.Err())
-	}
-	if err != nil {
-		v.keys.close()
-		return nil, err
-	}
-	opts := []jwt.ParserOption{
-		jwt.WithValidMethods(cfg.Algorithms),
-		jwt.WithLeeway(cfg.Leeway),
-		jwt.WithExpirationRequired(),
-		jwt.WithIssuedAt(),
-		jwt.WithJSONNumber(),
-		jwt.WithStrictDecoding(),
-		jwt.WithTimeFunc(v.clock.Now),
-	}
-	if cfg.Issuer != "" {
-		opts = append(opts, jwt.WithIssuer(cfg.Issuer))
-	}
-	v.parser = jwt.NewParser(opts...)
 	if len(cfg.ClientIDs) > 0 {
 		v.clients = map[string]bool{}
 		for _, id := range cfg.ClientIDs {
@@ -212,170 +87,333 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 	if cfg.CacheSize > 0 {
 		v.cache = newCache(cfg.CacheSize)
 	}
-	v.keys.run(cfg.RefreshInterval)
+	if cfg.IntrospectionURL != "" {
+		v.intro = newIntrospector(&v.cfg)
+	}
+	if cfg.JWKSURL != "" {
+		v.keys = newKeySet(cfg.JWKSURL, cfg.HTTPClient, fetchTimeout, cfg.UnknownKIDInterval, cfg.Logger, clk)
+		select {
+		case <-v.keys.fetch():
+		case <-ctx.Done():
+			v.Close()
+			return nil, fmt.Errorf("verify: first JWKS fetch: %w", ctx.Err())
+		}
+		v.keys.mu.Lock()
+		err := v.keys.lastErr
+		v.keys.mu.Unlock()
+		if err != nil {
+			v.Close()
+			return nil, err
+		}
+		v.keys.run(cfg.RefreshInterval)
+	}
 	return v, nil
 }
 
-func configErr(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
-}
-
-// check validates cfg and fills in defaults.
-func (cfg *Config) check() error {
-	if cfg.JWKSURL == "" {
-		return configErr("JWKSURL is required")
-	}
-	if _, err := wire.CheckURL(cfg.JWKSURL, cfg.AllowInsecureHTTP); err != nil {
-		return configErr("JWKSURL %v", err)
-	}
-	if cfg.Audience == "" {
-		return configErr("Audience is required")
-	}
-	if cfg.Profile != ProfileSuperTokens && cfg.Profile != ProfileRFC9068 {
-		return configErr("Profile %d is unknown", int(cfg.Profile))
-	}
-	if len(cfg.Algorithms) == 0 {
-		cfg.Algorithms = []string{"RS256"}
-	}
-	cfg.Algorithms = slices.Clone(cfg.Algorithms)
-	for _, a := range cfg.Algorithms {
-		if m := jwt.GetSigningMethod(a); m == nil || a == "none" || a[0] == 'H' {
-			return configErr("algorithm %q is not an asymmetric JWS algorithm", a)
-		}
-	}
-	switch {
-	case cfg.Leeway == 0:
-		cfg.Leeway = DefaultLeeway
-	case cfg.Leeway < 0:
-		cfg.Leeway = 0
-	}
-	if cfg.RefreshInterval <= 0 {
-		cfg.RefreshInterval = DefaultRefreshInterval
-	}
-	if cfg.UnknownKIDInterval <= 0 {
-		cfg.UnknownKIDInterval = DefaultUnknownKIDInterval
-	}
-	if cfg.CacheSize == 0 {
-		cfg.CacheSize = DefaultCacheSize
-	}
-	return nil
-}
-
-// Close stops the background JWKS refresh.
+// Close stops the background JWKS refresh and waits for it to end.
 func (v *Verifier) Close() error {
-	v.keys.close()
+	if v.keys != nil {
+		v.keys.close()
+	}
+	if v.intro != nil {
+		v.intro.close()
+	}
 	return nil
 }
 
 // JWKSFetches reports how many times the JWKS has been requested.
-func (v *Verifier) JWKSFetches() int64 { return v.keys.fetches.Load() }
+func (v *Verifier) JWKSFetches() int64 {
+	if v.keys == nil {
+		return 0
+	}
+	return v.keys.fetches.Load()
+}
+
+// String describes the Verifier without its secret.
+func (v *Verifier) String() string { return "verify.Verifier{" + v.cfg.String() + "}" }
+
+// Format prints String for every verb, so no verb can show the secret.
+func (v *Verifier) Format(f fmt.State, _ rune) { fmt.Fprint(f, v.String()) }
 
 // Verify checks a raw token (without "Bearer ") and returns its claims.
-// Every error wraps ErrInvalidToken and a specific error (ErrExpired,
-// ErrAudience, …). The returned Claims are shared with the verifier's
-// cache: do not modify them.
+// A rejection wraps ErrInvalidToken and one specific error (ErrExpired,
+// ErrAudience, …) and says what was expected and what the token had. An
+// error that does not wrap ErrInvalidToken means the verifier could not
+// decide: ctx ended while it waited for the JWKS or the introspection
+// endpoint, or ErrIntrospection. The returned Claims are shared with the
+// verifier's cache: do not modify them.
 func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
 	if len(raw) > MaxTokenSize {
-		return nil, reject(ErrTokenTooLarge, "")
+		return nil, reject(ErrTokenTooLarge, "%d bytes, more than %d", len(raw), MaxTokenSize)
 	}
-	var key [32]byte
+	if raw == "" {
+		return nil, reject(ErrMalformed, "empty token")
+	}
+	var h, signing [32]byte
+	var hasSigning bool
 	if v.cache != nil {
-		key = hashToken(raw)
-		if c, ok := v.cache.get(key); ok {
-			if err := v.recheck(c); err != nil {
-				if !errors.Is(err, ErrNotYetValid) {
-					v.cache.drop(key)
+		h, signing, hasSigning = hashToken(raw)
+		if e, ok := v.cache.get(h); ok {
+			c, use, err := v.reuse(e)
+			if use {
+				if err != nil && !isNotYetValid(err) {
+					v.cache.drop(h)
 				}
-				return nil, err
+				return c, err
 			}
-			return c, nil
+			v.cache.drop(h)
 		}
 	}
-	h, err := precheck(raw, v.cfg.Algorithms)
-	if err != nil {
-		return nil, err
+	if v.keys == nil || strings.Count(raw, ".") != 2 {
+		if v.intro == nil {
+			return nil, reject(ErrMalformed, "not a compact JWS (three dot-separated parts)")
+		}
+		return v.introspect(ctx, raw, h)
 	}
-	tok, err := v.parser.ParseWithClaims(raw, jwt.MapClaims{}, func(t *jwt.Token) (any, error) {
-		return v.keyfunc(t)
-	})
-	if err != nil {
-		return nil, v.mapError(err)
+	var sum *[32]byte
+	if hasSigning {
+		s := signing // escapes into the RSA check: copied only on this path
+		sum = &s
 	}
-	c, err := newClaims(tok.Claims.(jwt.MapClaims), h.kid)
+	c, e, now, err := v.verifyJWT(ctx, raw, sum)
 	if err != nil {
-		return nil, err
-	}
-	if err := v.checkClaims(c); err != nil {
 		return nil, err
 	}
 	if v.cache != nil {
-		v.cache.put(key, c, v.clock.Now(), v.cfg.Leeway)
+		v.cache.put(h, e, now.UnixNano())
 	}
 	return c, nil
 }
 
-// recheck runs on a cache hit what can change since the token was
-// verified: the time window and whether its key is still published.
-func (v *Verifier) recheck(c *Claims) error {
+func isNotYetValid(err error) bool {
+	r, ok := err.(*rejection)
+	return ok && r.kind == ErrNotYetValid
+}
+
+// reuse decides on a cache hit: use says whether the entry answers (with
+// its claims, or with err when its time is up); !use means the entry is
+// stale (its key changed, or an introspection answer is due again) and
+// the token must be checked afresh.
+func (v *Verifier) reuse(e entry) (c *Claims, use bool, err error) {
 	now := v.clock.Now()
-	if !c.ExpiresAt.IsZero() && !now.Before(c.ExpiresAt.Add(v.cfg.Leeway)) {
-		return reject(ErrExpired, "")
+	ns := now.UnixNano()
+	if e.exp != 0 && ns >= e.exp {
+		return nil, true, v.expired(e.claims, now)
 	}
-	if !c.NotBefore.IsZero() && now.Before(c.NotBefore.Add(-v.cfg.Leeway)) {
-		return reject(ErrNotYetValid, "")
+	if e.nbf != 0 && ns < e.nbf {
+		return nil, true, reject(ErrNotYetValid, "nbf %s is after now %s (leeway %s)", stamp(e.claims.NotBefore), stamp(now), v.cfg.Leeway)
 	}
-	if !v.keys.has(c.kid) {
-		return reject(ErrUnknownKey, "the token's key is no longer published")
+	if e.key != nil && !v.keys.current(e.key, e.sole) {
+		return nil, false, nil
+	}
+	if e.until != 0 && ns >= e.until {
+		return nil, false, nil
+	}
+	return e.claims, true, nil
+}
+
+func (v *Verifier) expired(c *Claims, now time.Time) error {
+	return reject(ErrExpired, "exp %s is before now %s (leeway %s)", stamp(c.ExpiresAt), stamp(now), v.cfg.Leeway)
+}
+
+func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+// verifyJWT checks a compact JWS: header, key, signature, then claims.
+// signingSum, when not nil, is the SHA-256 of the signing input. It
+// returns the time the claims were checked at.
+func (v *Verifier) verifyJWT(ctx context.Context, raw string, signingSum *[32]byte) (*Claims, entry, time.Time, error) {
+	var now time.Time
+	t, err := splitJWS(raw)
+	if err != nil {
+		return nil, entry{}, now, err
+	}
+	alg := v.algorithm(t.header.alg)
+	if alg == nil {
+		return nil, entry{}, now, reject(ErrAlgorithm, "want one of %v, token has %s", v.cfg.Algorithms, quoted(t.header.alg))
+	}
+	if t.header.hasKid && t.header.kid == "" {
+		return nil, entry{}, now, reject(ErrMalformed, "kid is empty")
+	}
+	k, sole, err := v.keys.resolve(ctx, &t.header)
+	if err != nil {
+		return nil, entry{}, now, err
+	}
+	if !alg.fits(k) || (k.alg != "" && k.alg != alg.name) {
+		return nil, entry{}, now, reject(ErrAlgorithm, "token alg %s does not fit key %s (%s %s)", alg.name, quoted(k.kid), k.kty, k.alg)
+	}
+	if err := verifySignature(alg, k, t.signing, t.sig, signingSum); err != nil {
+		return nil, entry{}, now, err
+	}
+	var p payload
+	if err := readPayload(t.payload, &p); err != nil {
+		if se, ok := err.(*syntaxError); ok {
+			return nil, entry{}, now, reject(ErrMalformed, "payload: %s", se.msg)
+		}
+		return nil, entry{}, now, err
+	}
+	c, now, err := v.accept(&p, t.payload, &t.header)
+	if err != nil {
+		return nil, entry{}, now, err
+	}
+	return c, v.entryFor(c, k, sole, time.Time{}), now, nil
+}
+
+// algorithm returns the allowed algorithm named alg, or nil.
+func (v *Verifier) algorithm(alg string) *algorithm {
+	for _, a := range v.algs {
+		if a.name == alg {
+			return a
+		}
 	}
 	return nil
 }
 
-// mapError turns a golang-jwt error into ours.
-func (v *Verifier) mapError(err error) error {
-	switch {
-	case errors.Is(err, jwt.ErrTokenExpired):
-		return reject(ErrExpired, "")
-	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
-		return reject(ErrNotYetValid, "")
-	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
-		return reject(ErrMissingClaim, "%v", err)
-	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
-		return reject(ErrIssuer, "")
-	case errors.Is(err, jwt.ErrTokenUnverifiable) && errors.Is(err, jwkset.ErrKeyNotFound):
-		return reject(ErrUnknownKey, "")
-	case errors.Is(err, jwt.ErrTokenUnverifiable), errors.Is(err, jwt.ErrTokenSignatureInvalid):
-		return reject(ErrSignature, "")
-	case errors.Is(err, jwt.ErrTokenMalformed), errors.Is(err, jwt.ErrTokenInvalidClaims):
-		return reject(ErrMalformed, "")
+// entryFor builds the cache entry of accepted claims.
+func (v *Verifier) entryFor(c *Claims, k *key, sole bool, until time.Time) entry {
+	e := entry{claims: c, key: k, sole: sole}
+	if !until.IsZero() {
+		e.until = until.UnixNano()
 	}
-	return reject(ErrMalformed, "")
+	if !c.ExpiresAt.IsZero() {
+		e.exp = c.ExpiresAt.Add(v.cfg.Leeway).UnixNano()
+	}
+	if !c.NotBefore.IsZero() {
+		e.nbf = c.NotBefore.Add(-v.cfg.Leeway).UnixNano()
+	}
+	return e
 }
 
-// checkClaims applies the profile, audience, scope and client rules.
-func (v *Verifier) checkClaims(c *Claims) error {
-	if c.ExpiresAt.IsZero() {
-		return reject(ErrMissingClaim, "exp")
-	}
-	session := false
-	if v.cfg.Profile == ProfileSuperTokens {
-		switch {
-		case c.TokenType == 1:
-		case c.TokenType == 0 && v.cfg.AcceptSessionTokens && c.SessionHandle != "":
-			session = true
-		default:
-			return reject(ErrTokenType, "stt must be 1")
+// accept applies every claim rule to p and builds the Claims. h is the
+// JOSE header for a JWT, nil for an introspection answer.
+func (v *Verifier) accept(p *payload, raw string, h *header) (*Claims, time.Time, error) {
+	now := v.clock.Now()
+	c, err := v.acceptAt(p, raw, h, now)
+	return c, now, err
+}
+
+// acceptAt is accept at the time now.
+func (v *Verifier) acceptAt(p *payload, raw string, h *header, now time.Time) (*Claims, error) {
+	jwt := h != nil
+	rfc := v.cfg.Profile != ProfileSuperTokens
+	if jwt && rfc {
+		if err := v.checkTyp(h.typ); err != nil {
+			return nil, err
+		}
+		for _, c := range [...]struct {
+			bit  int
+			name string
+		}{{hasIss, "iss"}, {hasExp, "exp"}, {hasAud, "aud"}, {hasSub, "sub"}, {hasClientID, "client_id"}, {hasIat, "iat"}, {hasJTI, "jti"}} {
+			if p.has&c.bit == 0 {
+				return nil, reject(ErrMissingClaim, "%s (RFC 9068 §2.2)", c.name)
+			}
 		}
 	}
-	if !session {
+	if jwt && p.has&hasExp == 0 {
+		return nil, reject(ErrMissingClaim, "exp")
+	}
+	c := &Claims{
+		Subject: p.sub, ClientID: p.clientID, Issuer: p.iss, ID: p.jti, SessionHandle: p.sessionHdl,
+		Audience: p.aud, json: raw,
+	}
+	if p.has&hasExp != 0 {
+		c.ExpiresAt = p.exp.toTime()
+	}
+	if p.has&hasIat != 0 {
+		c.IssuedAt = p.iat.toTime()
+	}
+	if p.has&hasNbf != 0 {
+		c.NotBefore = p.nbf.toTime()
+	}
+	lw := v.cfg.Leeway
+	switch {
+	case !c.ExpiresAt.IsZero() && !now.Before(c.ExpiresAt.Add(lw)):
+		return nil, v.expired(c, now)
+	case !c.NotBefore.IsZero() && now.Before(c.NotBefore.Add(-lw)):
+		return nil, reject(ErrNotYetValid, "nbf %s is after now %s (leeway %s)", stamp(c.NotBefore), stamp(now), lw)
+	case !c.IssuedAt.IsZero() && now.Before(c.IssuedAt.Add(-lw)):
+		return nil, reject(ErrNotYetValid, "iat %s is after now %s (leeway %s)", stamp(c.IssuedAt), stamp(now), lw)
+	}
+	var err error
+	if c.Kind, err = v.kind(p, jwt); err != nil {
+		return nil, err
+	}
+	if v.cfg.Issuer != "" && c.Issuer != v.cfg.Issuer {
+		if p.has&hasIss == 0 {
+			return nil, reject(ErrIssuer, "want %q, token has no iss", v.cfg.Issuer)
+		}
+		return nil, reject(ErrIssuer, "want %q, token has %s", v.cfg.Issuer, quoted(c.Issuer))
+	}
+	if c.Kind != KindSession {
 		if !slices.Contains(c.Audience, v.cfg.Audience) {
-			return reject(ErrAudience, "")
+			if p.has&hasAud == 0 {
+				return nil, reject(ErrAudience, "want %q, token has no aud", v.cfg.Audience)
+			}
+			return nil, reject(ErrAudience, "want %q, token has %s", v.cfg.Audience, quotedList(c.Audience))
 		}
-		if c.Scopes == nil {
-			return reject(ErrScopeClaim, "scp must be an array of strings")
-		}
+	}
+	if c.Scopes, err = p.scopes(); err != nil {
+		return nil, err
 	}
 	if v.clients != nil && !v.clients[c.ClientID] {
-		return reject(ErrClientID, "")
+		if p.has&hasClientID == 0 {
+			return nil, reject(ErrClientID, "want one of %q, token has no client_id", v.cfg.ClientIDs)
+		}
+		return nil, reject(ErrClientID, "want one of %q, token has %s", v.cfg.ClientIDs, quoted(c.ClientID))
 	}
-	return nil
+	if v.cfg.ClientCredentialsOnly && c.Kind != KindClientCredentials {
+		return nil, reject(ErrTokenType, "want a client-credentials token, token is %s", c.Kind)
+	}
+	return c, nil
+}
+
+// checkTyp applies RFC 9068 §4 (and Hydra's typ "JWT" under ProfileHydra).
+func (v *Verifier) checkTyp(typ string) error {
+	if strings.EqualFold(typ, "at+jwt") || strings.EqualFold(typ, "application/at+jwt") {
+		return nil
+	}
+	if v.cfg.Profile == ProfileHydra {
+		if strings.EqualFold(typ, "JWT") {
+			return nil
+		}
+		if typ == "" {
+			return reject(ErrTokenType, `want typ "JWT" or "at+jwt", token has none`)
+		}
+		return reject(ErrTokenType, `want typ "JWT" or "at+jwt", token has %s`, quoted(typ))
+	}
+	if typ == "" {
+		return reject(ErrTokenType, `want typ "at+jwt" (RFC 9068 §4), token has none`)
+	}
+	return reject(ErrTokenType, `want typ "at+jwt" (RFC 9068 §4), token has %s`, quoted(typ))
+}
+
+// kind applies the profile's token-type rule and says which flow issued
+// the token.
+func (v *Verifier) kind(p *payload, jwt bool) (Kind, error) {
+	if jwt && v.cfg.Profile == ProfileSuperTokens {
+		hasHandle := p.has&hasSessionHandle != 0 && p.sessionHdl != ""
+		switch {
+		case p.has&hasSTT == 0:
+			return 0, reject(ErrTokenType, "want stt 1, token has no stt")
+		case p.stt == sttAccess && hasHandle:
+			return KindUserDelegated, nil
+		case p.stt == sttAccess:
+			return KindClientCredentials, nil
+		case p.stt == sttSession && hasHandle && v.cfg.AcceptSessionTokens:
+			return KindSession, nil
+		case p.stt == sttSession && v.cfg.AcceptSessionTokens:
+			return 0, reject(ErrTokenType, "want stt 1, or stt 0 with a sessionHandle; token has stt 0 without one")
+		case p.stt == sttSession:
+			return 0, reject(ErrTokenType, "want stt 1, token has stt 0 (a session token)")
+		case p.stt == sttID:
+			return 0, reject(ErrTokenType, "want stt 1, token has stt 2 (an ID token)")
+		}
+		return 0, reject(ErrTokenType, "want stt 1, token has an stt that is not 0, 1 or 2")
+	}
+	if !jwt && p.has&hasTokenUse != 0 && p.tokenUse != "access_token" {
+		return 0, reject(ErrTokenType, "want token_use \"access_token\", introspection says %s", quoted(p.tokenUse))
+	}
+	if p.has&hasSub == 0 || p.sub == p.clientID {
+		return KindClientCredentials, nil
+	}
+	return KindUserDelegated, nil
 }

@@ -27,14 +27,15 @@ func TestVerifyAccepts(t *testing.T) {
 	assert.Equal(t, testClientID, c.Subject)
 	assert.Equal(t, []string{"event"}, c.Audience)
 	assert.Equal(t, []string{"event.create"}, c.Scopes)
-	assert.Equal(t, 1, c.TokenType)
+	assert.Equal(t, KindClientCredentials, c.Kind)
 	assert.Equal(t, testIssuer, c.Issuer)
 	assert.Equal(t, "j1", c.ID)
 	assert.Equal(t, now.Add(time.Hour), c.ExpiresAt)
 	assert.Equal(t, now, c.IssuedAt)
-	assert.False(t, c.IsSession())
 	assert.True(t, c.HasScope("event.create"))
-	assert.Equal(t, "g", c.Raw["gid"])
+	var extra struct{ GID string }
+	require.NoError(t, c.Decode(&extra))
+	assert.Equal(t, "g", extra.GID)
 
 	// aud as a plain string and an empty scp array are fine too.
 	claims := goodClaims()
@@ -77,8 +78,8 @@ func TestVerifyRejects(t *testing.T) {
 		{"alg nOnE", v, rawJWT(t, `{"alg":"nOnE"}`, payload, nil), ErrAlgorithm},
 		{"HS256 with the RSA public key", v, mint(t, jwt.SigningMethodHS256, pubPEM, "s-a", goodClaims()), ErrAlgorithm},
 		{"HS256 with the DER public key", v, mint(t, jwt.SigningMethodHS256, pubDER, "s-a", goodClaims()), ErrAlgorithm},
-		{"alg ES256 on an RSA kid", vEC, mint(t, jwt.SigningMethodES256, ecKey, "s-a", goodClaims()), ErrSignature},
-		{"alg RS256 on an EC kid", vEC, mint(t, jwt.SigningMethodRS256, rsaA, "ec", goodClaims()), ErrSignature},
+		{"alg ES256 on an RSA kid", vEC, mint(t, jwt.SigningMethodES256, ecKey, "s-a", goodClaims()), ErrAlgorithm},
+		{"alg RS256 on an EC kid", vEC, mint(t, jwt.SigningMethodRS256, rsaA, "ec", goodClaims()), ErrAlgorithm},
 		{"jku header", v, rawJWT(t, hdr(`,"jku":"https://evil.test/jwks"`), payload, rsaA), ErrUnsupportedHeader},
 		{"x5u header", v, rawJWT(t, hdr(`,"x5u":"https://evil.test/cert"`), payload, rsaA), ErrUnsupportedHeader},
 		{"jwk header", v, rawJWT(t, hdr(`,"jwk":{"kty":"RSA"}`), payload, rsaA), ErrUnsupportedHeader},
@@ -105,7 +106,6 @@ func TestVerifyRejects(t *testing.T) {
 		{"stt missing", v, with(func(c jwt.MapClaims) { delete(c, "stt") }), ErrTokenType},
 		{"stt string", v, with(func(c jwt.MapClaims) { c["stt"] = "1" }), ErrTokenType},
 		{"stt 1.5", v, with(func(c jwt.MapClaims) { c["stt"] = 1.5 }), ErrTokenType},
-		{"scp missing", v, with(func(c jwt.MapClaims) { delete(c, "scp") }), ErrScopeClaim},
 		{"scp a string", v, with(func(c jwt.MapClaims) { c["scp"] = "event.create" }), ErrScopeClaim},
 		{"scp with a number", v, with(func(c jwt.MapClaims) { c["scp"] = []any{"a", 1} }), ErrScopeClaim},
 		{"client_id not allowed", v, with(func(c jwt.MapClaims) { c["client_id"] = "intruder" }), ErrClientID},
@@ -135,6 +135,7 @@ func TestVerifyRejects(t *testing.T) {
 			if len(tc.token) > 20 {
 				assert.NotContains(t, err.Error(), tc.token[len(tc.token)-20:], "errors never echo the token")
 			}
+			assert.Equal(t, 1, strings.Count(err.Error(), "verify:"), "one prefix: %v", err)
 		})
 	}
 	// The untouched token passes: every rejection above is due to its change.
@@ -143,44 +144,6 @@ func TestVerifyRejects(t *testing.T) {
 }
 
 func jsonInt(n int64) string { return strconv.FormatInt(n, 10) }
-
-func TestLeewayAndProfiles(t *testing.T) {
-	t.Parallel()
-	keys(t)
-	srv := newJWKSServer(t, jwk(t, &rsaA.PublicKey, "s-a", "RS256"))
-	tok := func(mod func(jwt.MapClaims)) string {
-		c := goodClaims()
-		mod(c)
-		return mint(t, jwt.SigningMethodRS256, rsaA, "s-a", c)
-	}
-	v, _ := newTestVerifier(t, srv, nil)
-	_, err := v.Verify(context.Background(), tok(func(c jwt.MapClaims) { c["exp"] = now.Add(-29 * time.Second).Unix() }))
-	assert.NoError(t, err, "within the default 30 s leeway")
-	_, err = v.Verify(context.Background(), tok(func(c jwt.MapClaims) { c["nbf"] = now.Add(29 * time.Second).Unix() }))
-	assert.NoError(t, err)
-
-	hydra, _ := newTestVerifier(t, srv, func(c *Config) { c.Profile = ProfileRFC9068; c.Issuer = "" })
-	c, err := hydra.Verify(context.Background(), tok(func(c jwt.MapClaims) { delete(c, "stt"); c["iss"] = "http://hydra" }))
-	require.NoError(t, err)
-	assert.Equal(t, -1, c.TokenType)
-
-	both, _ := newTestVerifier(t, srv, func(c *Config) { c.AcceptSessionTokens = true })
-	session := tok(func(c jwt.MapClaims) {
-		c["stt"] = 0
-		c["sessionHandle"] = "h1"
-		delete(c, "aud")
-		delete(c, "scp")
-	})
-	c, err = both.Verify(context.Background(), session)
-	require.NoError(t, err)
-	assert.True(t, c.IsSession())
-	_, err = v.Verify(context.Background(), session)
-	assert.ErrorIs(t, err, ErrTokenType, "session tokens only when asked for")
-	_, err = both.Verify(context.Background(), tok(func(c jwt.MapClaims) { c["stt"] = 0 }))
-	assert.ErrorIs(t, err, ErrTokenType, "stt 0 without a sessionHandle is refused")
-	_, err = both.Verify(context.Background(), tok(func(c jwt.MapClaims) { c["stt"] = 2 }))
-	assert.ErrorIs(t, err, ErrTokenType, "ID tokens are never access tokens")
-}
 
 func TestNewChecksConfig(t *testing.T) {
 	t.Parallel()
@@ -191,12 +154,17 @@ func TestNewChecksConfig(t *testing.T) {
 		cfg  Config
 		want string
 	}{
-		{"no url", Config{Audience: "a"}, "JWKSURL is required"},
+		{"no url", Config{Audience: "a"}, "JWKSURL, IntrospectionURL or Issuer (for discovery) is required"},
+		{"introspection without credentials", Config{IntrospectionURL: srv.URL, Audience: "a"}, "needs IntrospectionClientID"},
+		{"sessions outside SuperTokens", Config{JWKSURL: srv.URL, Audience: "a", Profile: ProfileHydra, AcceptSessionTokens: true}, "needs ProfileSuperTokens"},
+		{"sessions and machine only", Config{JWKSURL: srv.URL, Audience: "a", AcceptSessionTokens: true, ClientCredentialsOnly: true}, "contradict"},
+		{"http introspection", Config{IntrospectionURL: "http://auth.test/i", IntrospectionClientID: "a", IntrospectionClientSecret: "b", Audience: "a"}, "IntrospectionURL is plain http"},
+		{"http issuer for discovery", Config{Issuer: "http://auth.test", Audience: "a"}, "Issuer is plain http"},
 		{"http", Config{JWKSURL: "http://auth.test/jwks.json", Audience: "a"}, "plain http"},
 		{"no audience", Config{JWKSURL: srv.URL}, "Audience is required"},
-		{"hmac", Config{JWKSURL: srv.URL, Audience: "a", Algorithms: []string{"HS256"}}, "not an asymmetric"},
-		{"none", Config{JWKSURL: srv.URL, Audience: "a", Algorithms: []string{"none"}}, "not an asymmetric"},
-		{"unknown alg", Config{JWKSURL: srv.URL, Audience: "a", Algorithms: []string{"XX1"}}, "not an asymmetric"},
+		{"hmac", Config{JWKSURL: srv.URL, Audience: "a", Algorithms: []string{"HS256"}}, `"HS256" is not one of`},
+		{"none", Config{JWKSURL: srv.URL, Audience: "a", Algorithms: []string{"none"}}, `"none" is not one of`},
+		{"unknown alg", Config{JWKSURL: srv.URL, Audience: "a", Algorithms: []string{"XX1"}}, `"XX1" is not one of`},
 		{"profile", Config{JWKSURL: srv.URL, Audience: "a", Profile: 5}, "Profile 5"},
 	}
 	for _, tc := range tests {
@@ -222,23 +190,4 @@ func TestNewChecksConfig(t *testing.T) {
 		_, err := New(ctx, Config{JWKSURL: srv.URL, Audience: "a"})
 		require.ErrorIs(t, err, context.Canceled)
 	})
-}
-
-func TestNoDuplicateMembers(t *testing.T) {
-	t.Parallel()
-	for in, dup := range map[string]bool{
-		`{"a":1,"b":2}`:                   false,
-		`{"a":1,"a":2}`:                   true,
-		`{"a":1,"\u0061":2}`:              true,
-		`{"a":{"b":1},"c":{"b":2}}`:       false,
-		`{"a":[{"b":1,"b":2}]}`:           true,
-		`{"a":"x\"a","b":"\\"}`:           false,
-		`{"s":"a,\"a\":1","t":["a","a"]}`: false,
-		`{"a":{"a":1}}`:                   false,
-	} {
-		err := noDuplicateMembers([]byte(in))
-		assert.Equal(t, dup, err != nil, in)
-	}
-	assert.Error(t, noDuplicateMembers([]byte(`{"a":"unterminated`)))
-	assert.Error(t, noDuplicateMembers([]byte(`}`)))
 }

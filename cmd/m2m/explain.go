@@ -135,13 +135,18 @@ func explainRejection(err error, raw string, cfg verify.Config) error {
 			detail = fmt.Sprintf("nbf is %s", time.Unix(int64(nbf), 0).UTC().Format(time.RFC3339))
 		}
 	case errors.Is(err, verify.ErrTokenType):
-		detail = fmt.Sprintf("--profile supertokens wants stt 1, the token's stt is %s (--profile rfc9068 ignores stt)", show(claims["stt"]))
+		detail = fmt.Sprintf("the token's stt is %s and its typ %s: --profile supertokens wants stt 1, rfc9068 typ at+jwt, hydra typ JWT", show(claims["stt"]), show(header["typ"]))
 	case errors.Is(err, verify.ErrAlgorithm):
 		detail = fmt.Sprintf("the token's alg is %s", show(header["alg"]))
 	case errors.Is(err, verify.ErrUnknownKey):
 		detail = fmt.Sprintf("the token's kid %s is not in the JWKS at --jwks-url", show(header["kid"]))
 	}
 	if detail != "" {
+		// The verifier's own "want …, token has …" speaks of Config
+		// fields; the CLI's detail names the flags instead.
+		if i := strings.Index(msg, ": want "); i >= 0 {
+			msg = msg[:i]
+		}
 		msg += ": " + detail
 	}
 	return &translated{msg: msg, err: err}

@@ -116,7 +116,7 @@ func runVerify(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	issuer := c.String("issuer", "ISS", "", "", "issuer the token must carry, exactly, e.g. http://127.0.0.1:3567/auth")
 	var scopes listFlag
 	c.Var(&scopes, "scope", "SCOPE", "scope the token must carry; repeatable")
-	profile := c.String("profile", "supertokens|rfc9068", "", "supertokens", "supertokens (stt must be 1) or rfc9068 (no stt, e.g. Ory Hydra)")
+	profile := c.String("profile", "supertokens|rfc9068|hydra", "", "supertokens", "supertokens (stt must be 1), rfc9068 (typ at+jwt, e.g. node-oidc-provider) or hydra (Ory Hydra's typ JWT tokens)")
 	insecure := c.Bool("insecure-http", "allow a plain http JWKS URL on a host that is not loopback")
 	timeout := c.Duration("timeout", defaultTimeout, "give up fetching the JWKS after this long")
 	c.require("jwks-url", "audience")
@@ -132,8 +132,10 @@ func runVerify(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	case "supertokens":
 	case "rfc9068":
 		cfg.Profile = verify.ProfileRFC9068
+	case "hydra":
+		cfg.Profile = verify.ProfileHydra
 	default:
-		return usagef("--profile must be supertokens or rfc9068, got %q", *profile)
+		return usagef("--profile must be supertokens, rfc9068 or hydra, got %q", *profile)
 	}
 	if *timeout <= 0 {
 		return usagef("--timeout must be positive, got %s", *timeout)

@@ -137,7 +137,7 @@ func TestCommandLineMistakes(t *testing.T) {
 		{"no secret", []string{"token", "--token-url", "http://127.0.0.1:1/t", "--client-id", "x"}, "no client secret"},
 		{"bad auth method", []string{"token", "--token-url", "http://127.0.0.1:1/t", "--client-id", "x", "--client-secret", "s", "--auth-method", "jwt"}, `--auth-method must be basic or post, got "jwt"`},
 		{"bad encoding", []string{"token", "--token-url", "http://127.0.0.1:1/t", "--client-id", "x", "--client-secret", "s", "--encoding", "xml"}, `--encoding must be form or json, got "xml"`},
-		{"bad profile", []string{"verify", "--jwks-url", "http://127.0.0.1:1/j", "--audience", "event", "--profile", "x", "a.b.c"}, `--profile must be supertokens or rfc9068, got "x"`},
+		{"bad profile", []string{"verify", "--jwks-url", "http://127.0.0.1:1/j", "--audience", "event", "--profile", "x", "a.b.c"}, `--profile must be supertokens, rfc9068 or hydra, got "x"`},
 		{"bad timeout", []string{"verify", "--jwks-url", "http://127.0.0.1:1/j", "--audience", "event", "--timeout", "0s", "a.b.c"}, "--timeout must be positive, got 0s"},
 		{"bad --client", []string{"devserver", "--client", "bad"}, `--client "bad" is not ID:SECRET:SCOPES:AUDIENCES`},
 		{"bad --output", []string{"clients", "create", "--core-url", "http://127.0.0.1:1", "--api-key", "k", "--name", "n", "--output", "yaml"}, `--output must be text or env, got "yaml"`},

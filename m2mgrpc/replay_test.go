@@ -1,0 +1,181 @@
+package m2mgrpc_test
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/m2mauth/m2m"
+	"github.com/m2mauth/m2m/m2mgrpc"
+	"github.com/m2mauth/m2m/m2mgrpc/internal/authtest"
+	"github.com/m2mauth/m2m/verify"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+)
+
+// rotated sets up a Calendar whose verifier has dropped the key that
+// signed the token the client has cached: the authorization server rotates
+// its key, and a token signed with the new key makes the verifier refetch
+// the JWKS.
+func rotated(t *testing.T, auth *authtest.Server, addr string, warm func()) {
+	t.Helper()
+	warm()
+	require.NoError(t, auth.RotateKey())
+	ctx := metadata.AppendToOutgoingContext(ctxT(t), "authorization", "Bearer "+auth.Mint("event", []string{"event.create"}, time.Now().Add(time.Hour)))
+	_, err := dial(t, addr).CreateEvent(ctx, "new key")
+	require.NoError(t, err, "a token of the new key must make the verifier refetch its JWKS")
+}
+
+func countRequests(auth *authtest.Server, scope string) int {
+	n := 0
+	for _, r := range auth.Requests() {
+		if r.Scope == scope {
+			n++
+		}
+	}
+	return n
+}
+
+// A token the callee refuses with Unauthenticated is evicted once, however
+// many RPCs were refused, and each refused unary RPC is sent once more
+// with the new token.
+func TestRefusedTokenEvictedAndReplayed(t *testing.T) {
+	auth := startAuth(t)
+	ev := &events{}
+	client := newClient(t, auth, ev)
+	addr, cal := serve(t, newGuard(t, m2mgrpc.GuardConfig{Verifier: newVerifier(t, auth, "event"), MethodScopes: eventScopes}))
+	src, err := client.Source(m2m.Audience{Name: "event", Scopes: []string{"event.view", "event.create"}, URL: "http://" + addr})
+	require.NoError(t, err)
+	conn := dial(t, addr, withCreds(newCreds(t, m2mgrpc.CredentialsConfig{Source: src, MethodScopes: eventScopes}))...)
+	ctx := ctxT(t)
+	rotated(t, auth, addr, func() {
+		_, err := conn.CreateEvent(ctx, "before")
+		require.NoError(t, err)
+	})
+	require.Equal(t, 1, countRequests(auth, "event.create"))
+	handled := len(cal.seen())
+
+	const n = 8
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() { _, errs[i] = conn.CreateEvent(ctx, "after") })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		assert.NoError(t, err)
+	}
+	assert.Equal(t, 2, countRequests(auth, "event.create"), "one new token for all refused RPCs")
+	assert.Equal(t, 1, ev.count(m2m.EventEviction))
+	assert.Len(t, cal.seen(), handled+n, "each RPC reached the handler once")
+}
+
+// A refused stream is not replayed, but its token is evicted, so the next
+// stream carries a new one.
+func TestRefusedStreamEvicts(t *testing.T) {
+	auth := startAuth(t)
+	client := newClient(t, auth, nil)
+	addr, _ := serve(t, newGuard(t, m2mgrpc.GuardConfig{Verifier: newVerifier(t, auth, "event"), MethodScopes: eventScopes}))
+	src, err := client.Source(m2m.Audience{Name: "event", Scopes: []string{"event.view", "event.create"}, URL: "http://" + addr})
+	require.NoError(t, err)
+	conn := dial(t, addr, withCreds(newCreds(t, m2mgrpc.CredentialsConfig{Source: src, MethodScopes: eventScopes}))...)
+	ctx := ctxT(t)
+	rotated(t, auth, addr, func() {
+		_, err := conn.ListEvents(ctx, "")
+		require.NoError(t, err)
+	})
+
+	_, err = conn.ListEvents(ctx, "")
+	require.Equal(t, codes.Unauthenticated, status.Code(err), "%v", err)
+	assert.Contains(t, status.Convert(err).Message(), "unknown signing key")
+	list, err := conn.ListEvents(ctx, "")
+	require.NoError(t, err)
+	assert.Len(t, list, 2)
+	assert.Equal(t, 2, countRequests(auth, "event.view"))
+}
+
+// Without an audience URL there is nothing to evict through: the refusal is
+// returned as it came, and no token is fetched.
+func TestRefusalWithoutURL(t *testing.T) {
+	auth := startAuth(t)
+	client := newClient(t, auth, nil)
+	addr, _ := serve(t, newGuard(t, m2mgrpc.GuardConfig{Verifier: newVerifier(t, auth, "event"), MethodScopes: eventScopes}))
+	src, err := client.Source(m2m.Audience{Name: "event", Scopes: []string{"event.create"}})
+	require.NoError(t, err)
+	conn := dial(t, addr, withCreds(newCreds(t, m2mgrpc.CredentialsConfig{Source: src, InsecureAllowPlaintext: true}))...)
+	ctx := ctxT(t)
+	rotated(t, auth, addr, func() {
+		_, err := conn.CreateEvent(ctx, "before")
+		require.NoError(t, err)
+	})
+	_, err = conn.CreateEvent(ctx, "after")
+	assert.Equal(t, codes.Unauthenticated, status.Code(err), "%v", err)
+	assert.Equal(t, 1, countRequests(auth, "event.create"))
+}
+
+// Short-lived tokens are renewed before they expire: every RPC is
+// accepted, and the callee sees new tokens over time.
+func TestShortLivedTokensRenewed(t *testing.T) {
+	auth := startAuth(t)
+	auth.SetLifetime(2 * time.Second)
+	client := newClient(t, auth, nil)
+	addr, cal := serve(t, newGuard(t, m2mgrpc.GuardConfig{Verifier: newVerifier(t, auth, "event"), MethodScopes: eventScopes}))
+	src, err := client.Source(m2m.Audience{Name: "event", Scopes: []string{"event.create"}, URL: "http://" + addr})
+	require.NoError(t, err)
+	conn := dial(t, addr, withCreds(newCreds(t, m2mgrpc.CredentialsConfig{Source: src}))...)
+	ctx := ctxT(t)
+
+	distinct := func() int {
+		ids := map[string]bool{}
+		for _, r := range cal.seen() {
+			ids[r.claims.ID] = true
+		}
+		return len(ids)
+	}
+	var failed error
+	require.Eventually(t, func() bool {
+		_, failed = conn.CreateEvent(ctx, "x")
+		return failed != nil || distinct() >= 3
+	}, 25*time.Second, 20*time.Millisecond)
+	require.NoError(t, failed, "no RPC may carry an expired token")
+}
+
+// A callee that refuses fresh tokens too gets one replay; then the key
+// stops evicting for a while, so later refusals cause no more fetches.
+func TestCalleeRefusingEveryToken(t *testing.T) {
+	auth := startAuth(t)
+	ev := &events{}
+	// The pause lasts ErrorCacheTTL: long enough for a busy machine.
+	client, err := m2m.New(m2m.Config{TokenURL: auth.TokenURL, ClientID: authtest.ClientID, ClientSecret: authtest.ClientSecret,
+		Observer: ev, ErrorCacheTTL: time.Minute})
+	require.NoError(t, err)
+	defer client.Close()
+	v, err := verify.New(context.Background(), verify.Config{JWKSURL: auth.JWKSURL, Issuer: "https://someone-else.example", Audience: "event"})
+	require.NoError(t, err)
+	defer v.Close()
+	var decisions atomic.Int32
+	addr, _ := serve(t, newGuard(t, m2mgrpc.GuardConfig{Verifier: v, MethodScopes: eventScopes,
+		Observe: func(context.Context, string, error) { decisions.Add(1) }}))
+	src, err := client.Source(m2m.Audience{Name: "event", Scopes: []string{"event.create"}, URL: "http://" + addr})
+	require.NoError(t, err)
+	conn := dial(t, addr, withCreds(newCreds(t, m2mgrpc.CredentialsConfig{Source: src}))...)
+	ctx := ctxT(t)
+
+	_, err = conn.CreateEvent(ctx, "x")
+	assert.Equal(t, codes.Unauthenticated, status.Code(err))
+	assert.Equal(t, int32(2), decisions.Load(), "sent once more with a new token")
+	assert.Equal(t, 2, countRequests(auth, "event.create"))
+	assert.Equal(t, 1, ev.count(m2m.EventEvictionsPaused))
+
+	for range 3 {
+		_, err = conn.CreateEvent(ctx, "x")
+		assert.Equal(t, codes.Unauthenticated, status.Code(err))
+	}
+	assert.Equal(t, int32(5), decisions.Load(), "no replay while evictions are paused")
+	assert.Equal(t, 2, countRequests(auth, "event.create"), "no fetch while evictions are paused")
+}

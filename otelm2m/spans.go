@@ -1,0 +1,111 @@
+package otelm2m
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/m2mauth/m2m"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/oauth2"
+)
+
+// SpanName is the name of the span of a token fetch.
+const SpanName = "m2m.token.fetch"
+
+// maxRetryEvents bounds the retries kept for one fetch's span.
+const maxRetryEvents = 32
+
+// fetchKey is one cache entry of a Client: at most one fetch runs per key.
+type fetchKey struct{ audience, scopes string }
+
+// retry is an EventRetry, kept until its fetch ends.
+type retry struct {
+	at   time.Time
+	wait time.Duration
+	kind string
+}
+
+// noteRetry keeps a retry for the span of the fetch it belongs to.
+func (o *Observer) noteRetry(ev m2m.Event) {
+	k := fetchKey{ev.Audience, ev.Scopes}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if len(o.retrying[k]) < maxRetryEvents {
+		o.retrying[k] = append(o.retrying[k], retry{at: time.Now(), wait: ev.Duration, kind: failureType(ev)})
+	}
+}
+
+// TokenContext returns src.TokenContext(ctx), src's Client reporting to
+// o. When ctx carries a recording span and the call waited for a token
+// fetch, that span gets a link to the fetch's span: the fetch runs in the
+// background for every caller waiting on it, so it is the child of none of
+// them. Without a recording span it costs nothing over src.TokenContext.
+//
+// m2m's Event carries no caller context, so this is the only way to link
+// a fetch to its callers; an m2m.Transport or m2mgrpc.Credentials calls
+// src.TokenContext itself, and their fetches stay unlinked.
+func (o *Observer) TokenContext(ctx context.Context, src *m2m.TokenSource) (*oauth2.Token, error) {
+	span := trace.SpanFromContext(ctx)
+	if !span.IsRecording() {
+		return src.TokenContext(ctx)
+	}
+	aud := src.Audience()
+	scopes, ok := m2m.ScopesFromContext(ctx)
+	if !ok {
+		scopes = aud.Scopes
+	}
+	k := fetchKey{aud.Name, strings.Join(scopes, " ")}
+	before := o.lastFetch(k)
+	tok, err := src.TokenContext(ctx)
+	if after := o.lastFetch(k); after.IsValid() && !after.Equal(before) {
+		span.AddLink(trace.Link{SpanContext: after, Attributes: []attribute.KeyValue{AttrAudience.String(aud.Name)}})
+	}
+	return tok, err
+}
+
+// lastFetch returns the span context of the latest fetch of k.
+func (o *Observer) lastFetch(k fetchKey) trace.SpanContext {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.fetched[k]
+}
+
+// fetchSpan records a finished fetch (EventFetch or EventFailure) as a
+// client span that began Duration ago, with its retries as events.
+//
+// The span is the root of its own trace: the fetch runs in the background
+// under the Client's context, shared by every caller waiting for it, and
+// m2m's Event carries no caller context. Callers that go through
+// TokenContext link their spans to it.
+func (o *Observer) fetchSpan(ev m2m.Event) {
+	now := time.Now()
+	k := fetchKey{ev.Audience, ev.Scopes}
+	o.mu.Lock()
+	retries := o.retrying[k]
+	delete(o.retrying, k)
+	o.mu.Unlock()
+
+	attrs := append(slices.Clip(o.server), AttrAudience.String(ev.Audience), AttrScopes.String(ev.Scopes), AttrAttempts.Int(ev.Attempts))
+	_, span := o.tracer.Start(context.Background(), SpanName, trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithTimestamp(now.Add(-ev.Duration)), trace.WithAttributes(attrs...))
+	for _, r := range retries {
+		span.AddEvent("retry", trace.WithTimestamp(r.at),
+			trace.WithAttributes(AttrErrorType.String(r.kind), attribute.Float64("m2m.retry.delay", r.wait.Seconds())))
+	}
+	if ev.Kind == m2m.EventFailure {
+		kind := failureType(ev)
+		span.SetAttributes(AttrErrorType.String(kind))
+		span.SetStatus(codes.Error, kind)
+		if ev.Err != nil {
+			span.RecordError(ev.Err) // m2m's errors never hold a secret or a token
+		}
+	}
+	span.End(trace.WithTimestamp(now))
+	o.mu.Lock()
+	o.fetched[k] = span.SpanContext()
+	o.mu.Unlock()
+}

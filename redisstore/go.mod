@@ -1,0 +1,24 @@
+// Module redisstore holds m2m's shared token store on Redis. It is a
+// module of its own so that SDK users who do not use Redis never download
+// a Redis client.
+module github.com/m2mauth/m2m/redisstore
+
+go 1.26.8
+
+require (
+	github.com/m2mauth/m2m v0.0.0
+	github.com/redis/go-redis/v9 v9.23.0
+	github.com/stretchr/testify v1.12.1
+	go.uber.org/goleak v1.3.0
+)
+
+require (
+	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	go.uber.org/atomic v1.12.0 // indirect
+	go.yaml.in/yaml/v3 v3.0.5 // indirect
+	golang.org/x/oauth2 v0.38.0 // indirect
+	golang.org/x/sync v0.25.0 // indirect
+	golang.org/x/sys v0.48.0 // indirect
+)
+
+replace github.com/m2mauth/m2m => ../

@@ -188,8 +188,8 @@ func startCertProvider(t *testing.T, p *pki, clients []map[string]any) *certProv
 	return &certProvider{issuer: fmt.Sprintf("https://127.0.0.1:%d", port), hc: &http.Client{Transport: tr}}
 }
 
-// nodeClient is the metadata of a client_credentials client.
-func nodeClient(id, method string, extra map[string]any) map[string]any {
+// clientMetadata is the metadata of a client_credentials client.
+func clientMetadata(id, method string, extra map[string]any) map[string]any {
 	c := map[string]any{"client_id": id, "grant_types": []string{"client_credentials"}, "redirect_uris": []string{},
 		"response_types": []string{}, "token_endpoint_auth_method": method, "scope": "event.view event.create"}
 	for k, v := range extra {
@@ -259,14 +259,14 @@ func TestClientAuthNodeOIDCProvider(t *testing.T) {
 	dpopKey := newECKey(t)
 
 	prov := startCertProvider(t, p, []map[string]any{
-		nodeClient("m2m-pkjwt-es256", "private_key_jwt", map[string]any{"jwks": jwksOf(t, []crypto.Signer{ecKey}, nil)}),
-		nodeClient("m2m-pkjwt-ps256", "private_key_jwt", map[string]any{"jwks": jwksOf(t, []crypto.Signer{rsaKey}, nil),
+		clientMetadata("m2m-pkjwt-es256", "private_key_jwt", map[string]any{"jwks": jwksOf(t, []crypto.Signer{ecKey}, nil)}),
+		clientMetadata("m2m-pkjwt-ps256", "private_key_jwt", map[string]any{"jwks": jwksOf(t, []crypto.Signer{rsaKey}, nil),
 			"token_endpoint_auth_signing_alg": "PS256"}),
-		nodeClient("m2m-tls", "tls_client_auth", map[string]any{"tls_client_auth_san_dns": "m2m-tls.test",
+		clientMetadata("m2m-tls", "tls_client_auth", map[string]any{"tls_client_auth_san_dns": "m2m-tls.test",
 			"tls_client_certificate_bound_access_tokens": true}),
-		nodeClient("m2m-self", "self_signed_tls_client_auth", map[string]any{
+		clientMetadata("m2m-self", "self_signed_tls_client_auth", map[string]any{
 			"jwks": jwksOf(t, []crypto.Signer{selfKey1, selfKey2}, [][]byte{self1, self2}), "tls_client_certificate_bound_access_tokens": true}),
-		nodeClient("m2m-dpop-nonce", "private_key_jwt", map[string]any{"jwks": jwksOf(t, []crypto.Signer{ecKey}, nil),
+		clientMetadata("m2m-dpop-nonce", "private_key_jwt", map[string]any{"jwks": jwksOf(t, []crypto.Signer{ecKey}, nil),
 			"dpop_bound_access_tokens": true}),
 	})
 	tokenURL := prov.issuer + "/token"

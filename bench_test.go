@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/m2mauth/m2m/internal/testmain"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 )
@@ -64,6 +65,7 @@ func BenchmarkToken(b *testing.B) {
 	ctx := context.Background()
 	b.Run("m2m", func(b *testing.B) {
 		b.ReportAllocs()
+		defer testmain.ReportCPU(b)()
 		for b.Loop() {
 			if _, err := src.TokenContext(ctx); err != nil {
 				b.Fatal(err)
@@ -72,6 +74,7 @@ func BenchmarkToken(b *testing.B) {
 	})
 	b.Run("x-oauth2", func(b *testing.B) {
 		b.ReportAllocs()
+		defer testmain.ReportCPU(b)()
 		for b.Loop() {
 			if _, err := peer.Token(); err != nil {
 				b.Fatal(err)
@@ -87,6 +90,7 @@ func BenchmarkTokenParallel(b *testing.B) {
 	ctx := context.Background()
 	b.Run("m2m", func(b *testing.B) {
 		b.ReportAllocs()
+		defer testmain.ReportCPU(b)()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				if _, err := src.TokenContext(ctx); err != nil {
@@ -98,6 +102,7 @@ func BenchmarkTokenParallel(b *testing.B) {
 	})
 	b.Run("x-oauth2", func(b *testing.B) {
 		b.ReportAllocs()
+		defer testmain.ReportCPU(b)()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				if _, err := peer.Token(); err != nil {
@@ -129,6 +134,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			b.ReportAllocs()
+			defer testmain.ReportCPU(b)()
 			for b.Loop() {
 				if _, err := tc.rt.RoundTrip(req); err != nil {
 					b.Fatal(err)
@@ -234,6 +240,7 @@ func BenchmarkFetch(b *testing.B) {
 	bare := &http.Client{Transport: http.DefaultTransport}
 	b.Run("m2m", func(b *testing.B) {
 		b.ReportAllocs()
+		defer testmain.ReportCPU(b)()
 		for b.Loop() {
 			if st := e.state.Swap(nil); st != nil {
 				st.disarm()
@@ -245,6 +252,7 @@ func BenchmarkFetch(b *testing.B) {
 	})
 	b.Run("x-oauth2", func(b *testing.B) {
 		b.ReportAllocs()
+		defer testmain.ReportCPU(b)()
 		for b.Loop() {
 			if _, err := cc.Token(ctx); err != nil {
 				b.Fatal(err)
@@ -253,6 +261,7 @@ func BenchmarkFetch(b *testing.B) {
 	})
 	b.Run("bare", func(b *testing.B) {
 		b.ReportAllocs()
+		defer testmain.ReportCPU(b)()
 		form := url.Values{"grant_type": {"client_credentials"}, "scope": {"event.create"}, "audience": {"event"}}.Encode()
 		for b.Loop() {
 			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL, strings.NewReader(form))

@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/m2mauth/m2m/internal/wire"
 )
 
 // route is one place a token may go: scheme, host and port matched
@@ -27,6 +29,8 @@ func newRoute(u *url.URL) route {
 	}
 }
 
+// canonicalHost lower-cases h and drops a trailing dot; it allocates only
+// when there is an upper-case letter to fold.
 func canonicalHost(h string) string { return strings.TrimSuffix(strings.ToLower(h), ".") }
 
 func portOf(scheme, port string) string {
@@ -39,11 +43,20 @@ func portOf(scheme, port string) string {
 	return "443"
 }
 
-// sameOrigin reports whether u is on r's scheme, host and port.
-func (r *route) sameOrigin(u *url.URL) bool {
-	return strings.EqualFold(u.Scheme, r.scheme) &&
-		canonicalHost(u.Hostname()) == r.host &&
-		portOf(u.Scheme, u.Port()) == r.port
+// origin is a request URL's scheme, host and port, canonical.
+type origin struct{ scheme, host, port string }
+
+func originOf(u *url.URL) origin {
+	scheme := u.Scheme
+	if scheme != "http" && scheme != "https" {
+		scheme = strings.ToLower(scheme)
+	}
+	return origin{scheme, canonicalHost(u.Hostname()), portOf(scheme, u.Port())}
+}
+
+// sameOrigin reports whether o is r's scheme, host and port.
+func (r *route) sameOrigin(o origin) bool {
+	return o.scheme == r.scheme && o.host == r.host && o.port == r.port
 }
 
 // holds reports whether the canonical path p is inside r's prefix.
@@ -63,18 +76,19 @@ func (r *route) holds(p string) bool {
 // decoded path (as servers that decode before routing do). Otherwise the
 // request gets no token.
 func routeOf(routes []route, u *url.URL) *TokenSource {
+	o := originOf(u)
 	esc := u.EscapedPath()
-	src := longestMatch(routes, u, canonicalPath(esc, true, false))
+	src := longestMatch(routes, o, canonicalPath(esc, true, false))
 	if src == nil || !ambiguousPath(esc) {
 		return src
 	}
-	if longestMatch(routes, u, canonicalPath(esc, true, true)) != src {
+	if longestMatch(routes, o, canonicalPath(esc, true, true)) != src {
 		return nil
 	}
 	if strings.Contains(esc, "%") {
 		dec := u.Path
-		if longestMatch(routes, u, canonicalPath(dec, false, false)) != src ||
-			longestMatch(routes, u, canonicalPath(dec, false, true)) != src {
+		if longestMatch(routes, o, canonicalPath(dec, false, false)) != src ||
+			longestMatch(routes, o, canonicalPath(dec, false, true)) != src {
 			return nil
 		}
 	}
@@ -82,10 +96,10 @@ func routeOf(routes []route, u *url.URL) *TokenSource {
 }
 
 // longestMatch returns the source of the first route (routes are sorted
-// longest prefix first) holding u with canonical path p.
-func longestMatch(routes []route, u *url.URL, p string) *TokenSource {
+// longest prefix first) holding origin o and canonical path p.
+func longestMatch(routes []route, o origin, p string) *TokenSource {
 	for i := range routes {
-		if routes[i].sameOrigin(u) && routes[i].holds(p) {
+		if routes[i].sameOrigin(o) && routes[i].holds(p) {
 			return routes[i].src
 		}
 	}
@@ -115,7 +129,7 @@ func hopRoute(routes []route, req *http.Request) *TokenSource {
 	if req.URL == nil {
 		return nil
 	}
-	if req.Host != "" && !sameHost(req.Host, req.URL) {
+	if req.Host != "" && req.Host != req.URL.Host && !sameHost(req.Host, req.URL) {
 		return nil
 	}
 	return routeOf(routes, req.URL)
@@ -188,11 +202,11 @@ func decodeUnreserved(s string) string {
 	b.Grow(len(s))
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if c != '%' || i+2 >= len(s) || !isHex(s[i+1]) || !isHex(s[i+2]) {
+		if c != '%' || i+2 >= len(s) || !wire.IsHex(s[i+1]) || !wire.IsHex(s[i+2]) {
 			b.WriteByte(c)
 			continue
 		}
-		v := unhex(s[i+1])<<4 | unhex(s[i+2])
+		v := wire.Unhex(s[i+1])<<4 | wire.Unhex(s[i+2])
 		if isUnreserved(v) {
 			b.WriteByte(v)
 		} else {
@@ -207,18 +221,4 @@ func decodeUnreserved(s string) string {
 func isUnreserved(c byte) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
 		c == '-' || c == '.' || c == '_' || c == '~'
-}
-
-func isHex(c byte) bool {
-	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
-}
-
-func unhex(c byte) byte {
-	switch {
-	case c <= '9':
-		return c - '0'
-	case c <= 'F':
-		return c - 'A' + 10
-	}
-	return c - 'a' + 10
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/m2mauth/m2m/internal/clock"
+	"github.com/m2mauth/m2m/internal/testmain"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -216,7 +217,7 @@ func TestStoreDownOrSlowNeverFailsARequest(t *testing.T) {
 				store.hang.Store(true)
 			}
 			rec := &recorder{}
-			var logs syncBuffer
+			var logs testmain.Buffer
 			clients, fc := fleet(t, ts, store, 1, func(cfg *Config) {
 				cfg.Observer = rec
 				cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
@@ -320,25 +321,6 @@ func TestStoreKeyShowsNoSecret(t *testing.T) {
 	c, err := k2.DeriveKey("ctx-a", 32)
 	require.NoError(t, err)
 	assert.NotEqual(t, a, c, "another secret, another key")
-}
-
-// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  []byte
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.b = append(s.b, p...)
-	return len(p), nil
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return string(s.b)
 }
 
 func countLines(text, sub string) int { return strings.Count(text, sub) }

@@ -4,35 +4,23 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/m2mauth/m2m"
+	"github.com/m2mauth/m2m/internal/testmain"
 	"github.com/m2mauth/m2m/m2mgrpc"
 	"github.com/m2mauth/m2m/m2mgrpc/internal/authtest"
 	"github.com/m2mauth/m2m/m2mgrpc/internal/calendarpb"
 	"github.com/m2mauth/m2m/verify"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testmain.Run(m) }
 
 func startAuth(t *testing.T) *authtest.Server {
 	t.Helper()

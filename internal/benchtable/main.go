@@ -69,6 +69,7 @@ func run(in io.Reader, out io.Writer) error {
 		}
 		peer := peerOf(variants[fam])
 		bare := data[fam]["bare"]
+		cpu := peer != "" && len(data[fam][peer]["cpu-ns/op"]) > 0
 		fmt.Fprintf(out, "\n%s\n\n| variant |", fam)
 		for _, u := range units {
 			fmt.Fprintf(out, " %s |", u)
@@ -76,8 +77,14 @@ func run(in io.Reader, out io.Writer) error {
 		if peer != "" {
 			fmt.Fprintf(out, " ns/op vs %s |", peer)
 		}
+		if cpu {
+			fmt.Fprintf(out, " cpu-ns/op vs %s |", peer)
+		}
 		if bare != nil {
 			fmt.Fprint(out, " overhead over bare | overhead vs x/oauth2's |")
+			if cpu {
+				fmt.Fprint(out, " cpu overhead vs x/oauth2's |")
+			}
 		}
 		fmt.Fprint(out, "\n|---|")
 		for range units {
@@ -86,8 +93,14 @@ func run(in io.Reader, out io.Writer) error {
 		if peer != "" {
 			fmt.Fprint(out, "---:|")
 		}
+		if cpu {
+			fmt.Fprint(out, "---:|")
+		}
 		if bare != nil {
 			fmt.Fprint(out, "---:|---:|")
+			if cpu {
+				fmt.Fprint(out, "---:|")
+			}
 		}
 		fmt.Fprintln(out)
 		for _, v := range variants[fam] {
@@ -99,10 +112,17 @@ func run(in io.Reader, out io.Writer) error {
 			if peer != "" {
 				fmt.Fprintf(out, " %.2f× |", median(s["ns/op"])/median(data[fam][peer]["ns/op"]))
 			}
+			if cpu {
+				fmt.Fprintf(out, " %.2f× |", median(s["cpu-ns/op"])/median(data[fam][peer]["cpu-ns/op"]))
+			}
 			if bare != nil {
 				over := median(s["ns/op"]) - median(bare["ns/op"])
 				peerOver := median(data[fam][peer]["ns/op"]) - median(bare["ns/op"])
 				fmt.Fprintf(out, " %s ns | %.2f× |", format(over), over/peerOver)
+				if cpu {
+					cpuOver := median(s["cpu-ns/op"]) - median(bare["cpu-ns/op"])
+					fmt.Fprintf(out, " %.2f× |", cpuOver/(median(data[fam][peer]["cpu-ns/op"])-median(bare["cpu-ns/op"])))
+				}
 			}
 			fmt.Fprintln(out)
 		}

@@ -124,8 +124,8 @@ func (s *Scrubber) scrubEscaped(text string, cut bool) string {
 		start := i
 		var r rune = -1
 		switch {
-		case text[i] == '%' && i+2 < len(text) && isHexByte(text[i+1]) && isHexByte(text[i+2]):
-			dec = append(dec, unhexByte(text[i+1])<<4|unhexByte(text[i+2]))
+		case text[i] == '%' && i+2 < len(text) && IsHex(text[i+1]) && IsHex(text[i+2]):
+			dec = append(dec, Unhex(text[i+1])<<4|Unhex(text[i+2]))
 			origin = append(origin, start)
 			i += 3
 			continue
@@ -191,26 +191,12 @@ func (s *Scrubber) scrubEscaped(text string, cut bool) string {
 	return b.String()
 }
 
-func isHexByte(c byte) bool {
-	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
-}
-
-func unhexByte(c byte) byte {
-	switch {
-	case c <= '9':
-		return c - '0'
-	case c <= 'F':
-		return c - 'A' + 10
-	}
-	return c - 'a' + 10
-}
-
 func isHex4(s string) bool {
-	return len(s) == 4 && isHexByte(s[0]) && isHexByte(s[1]) && isHexByte(s[2]) && isHexByte(s[3])
+	return len(s) == 4 && IsHex(s[0]) && IsHex(s[1]) && IsHex(s[2]) && IsHex(s[3])
 }
 
 func hex4(s string) uint16 {
-	return uint16(unhexByte(s[0]))<<12 | uint16(unhexByte(s[1]))<<8 | uint16(unhexByte(s[2]))<<4 | uint16(unhexByte(s[3]))
+	return uint16(Unhex(s[0]))<<12 | uint16(Unhex(s[1]))<<8 | uint16(Unhex(s[2]))<<4 | uint16(Unhex(s[3]))
 }
 
 // Bytes is String for a byte slice. It returns b itself when there is

@@ -206,7 +206,7 @@ func newEntry(env *env, k cacheKey, spec *audienceSpec, scopes []string) *entry 
 		e.req.Audience = spec.aud.Name
 	}
 	if env.store != nil {
-		e.skey = newStoreKey(env.cfg.TokenURL+" "+env.cfg.Issuer, env.cfg.ClientID, k, env.cfg.ClientSecret)
+		e.skey = env.storeKey(k)
 	}
 	return e
 }

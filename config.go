@@ -1,11 +1,15 @@
 package m2m
 
 import (
+	"context"
+	"crypto"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/m2mauth/m2m/internal/wire"
@@ -69,7 +73,8 @@ func (e Encoding) String() string {
 
 // Config configures a Client. The zero value of every optional field is
 // its default. Formatting a Config with fmt, slog or encoding/json never
-// shows ClientSecret.
+// shows ClientSecret or a private key: only the client authentication
+// method.
 type Config struct {
 	// TokenURL is the token endpoint, e.g. SuperTokens'
 	// "<apiDomain><apiBasePath>/oauth/token" or Hydra's "/oauth2/token".
@@ -84,11 +89,85 @@ type Config struct {
 	Issuer string
 	// ClientID is the OAuth2 client id. Required.
 	ClientID string
-	// ClientSecret is the OAuth2 client secret. Required.
+	// ClientSecret is the OAuth2 client secret, sent as AuthStyle says
+	// (client_secret_basic or client_secret_post). Exactly one client
+	// credential is required: ClientSecret, ClientSecretFile, PrivateKey,
+	// PrivateKeyFile, ClientAssertion or ClientAssertionFile — or none of
+	// them and TLSCertFile (tls_client_auth).
 	ClientSecret string
-	// AuthStyle says how the secret is sent. Optional; default
-	// AuthStyleAuto.
+	// ClientSecretFile names a file holding the client secret (one line;
+	// a trailing newline is dropped), such as a mounted Kubernetes
+	// Secret. It is read by New, read again (and its hash compared) at
+	// most every 5 seconds when a token is fetched — never on the hot
+	// path — and at once after an
+	// invalid_client answer, so a rotated secret takes effect without a
+	// restart. A file that stops parsing keeps the last good secret.
+	// Optional.
+	ClientSecretFile string
+	// AuthStyle says how a secret is sent. It applies only to
+	// ClientSecret and ClientSecretFile. Optional; default AuthStyleAuto.
 	AuthStyle AuthStyle
+	// PrivateKey signs a fresh client assertion for every token request
+	// (private_key_jwt, RFC 7523 §2.2 and OpenID Connect Core §9): a JWT
+	// with iss and sub the client id, aud AssertionAudience, a random
+	// jti, iat now and exp 60 s later, and kid KeyID. RSA keys (at least
+	// 2048 bits) sign RS256 or PS256, P-256 keys ES256. The key never
+	// leaves the process; register its public half with the server (see
+	// PublicJWK). Optional.
+	PrivateKey crypto.Signer
+	// PrivateKeyFile names a PEM (PKCS #8, PKCS #1 or SEC 1) or JWK file
+	// holding the private_key_jwt key, re-read like ClientSecretFile. A
+	// JWK's kid and alg are used unless KeyID and SigningAlgorithm are
+	// set. Optional.
+	PrivateKeyFile string
+	// KeyID is the kid header of the client assertions, which the server
+	// looks the key up by. Leave it empty when PrivateKeyFile rotates, so
+	// the kid follows the key. Optional; default the JWK's kid, else the
+	// key's RFC 7638 thumbprint (JWKThumbprint).
+	KeyID string
+	// SigningAlgorithm is the assertions' alg: AlgRS256 or AlgPS256 for
+	// RSA keys, AlgES256 for P-256 keys. Optional; default the JWK's alg,
+	// else AlgRS256 for RSA and AlgES256 for P-256.
+	SigningAlgorithm string
+	// AssertionAudience is the aud claim of the assertions the SDK signs.
+	// Optional; default the token endpoint URL (RFC 7523 §3); some
+	// servers want their issuer identifier instead.
+	AssertionAudience string
+	// ClientAssertion returns a ready-made client assertion (RFC 7521,
+	// a JWT another party signed for this client: workload identity
+	// federation, such as a cloud's or a CI job's OIDC token), called for
+	// every token request with that request's context. An assertion whose
+	// exp has passed is refused rather than sent. It must be safe for
+	// concurrent use. Optional.
+	ClientAssertion func(ctx context.Context) (string, error)
+	// ClientAssertionFile names a file holding a ready-made client
+	// assertion, such as a Kubernetes projected service-account token,
+	// re-read like ClientSecretFile and also whenever the assertion it
+	// holds is within 10 s of its exp: an assertion is never used past
+	// its own exp. Optional.
+	ClientAssertionFile string
+	// TLSCertFile and TLSKeyFile name PEM files of a client certificate
+	// and its private key (TLSKeyFile empty: the key is in TLSCertFile),
+	// presented in the TLS handshake of every token request (RFC 8705).
+	// Without another credential the client authenticates by the
+	// certificate alone, sending only client_id: tls_client_auth or
+	// self_signed_tls_client_auth, whichever the client is registered
+	// for (the client's side is the same). With one, the server may still
+	// bind its tokens to the certificate. The files are re-read like
+	// ClientSecretFile; a new certificate closes idle connections so the
+	// next request presents it. HTTPClient's Transport, if set, must be an
+	// *http.Transport (it is cloned, not changed). Optional.
+	TLSCertFile, TLSKeyFile string
+	// DPoPKey makes every token sender-constrained (DPoP, RFC 9449):
+	// token requests carry a proof of possession of this key, the server
+	// binds the token to it (token_type "DPoP"; a bearer answer is
+	// refused), and a Transport sends "Authorization: DPoP <token>" with
+	// a fresh proof per request, so a stolen token is useless without the
+	// key. Server nonces (DPoP-Nonce, use_dpop_nonce) are handled. A P-256
+	// key (ES256) is the usual choice and the cheapest per request; RSA
+	// keys sign RS256. Tokens from a Store are shared only by processes
+	// holding the same key. Optional; default bearer tokens.
+	DPoPKey crypto.Signer
 	// Encoding is the token request body format. Optional; default
 	// EncodingForm.
 	Encoding Encoding
@@ -213,9 +292,7 @@ func (cfg *Config) check() error {
 		return configErr("ClientID is required")
 	case !printable(cfg.ClientID):
 		return configErr("ClientID holds control characters")
-	case cfg.ClientSecret == "":
-		return configErr("ClientSecret is required")
-	case !printable(cfg.ClientSecret):
+	case cfg.ClientSecret != "" && !printable(cfg.ClientSecret):
 		return configErr("ClientSecret holds control characters")
 	case cfg.AuthStyle < AuthStyleAuto || cfg.AuthStyle > AuthStyleInBody:
 		return configErr("AuthStyle %d is not one of AuthStyleAuto, AuthStyleBasic, AuthStyleInBody", int(cfg.AuthStyle))
@@ -228,6 +305,9 @@ func (cfg *Config) check() error {
 	case cfg.MaxRefreshAhead < 0, cfg.DefaultLifetime < 0, cfg.FetchTimeout < 0, cfg.AttemptTimeout < 0,
 		cfg.RetryBaseDelay < 0, cfg.RetryMaxDelay < 0, cfg.StoreTimeout < 0:
 		return configErr("MaxRefreshAhead, DefaultLifetime, FetchTimeout, AttemptTimeout, RetryBaseDelay, RetryMaxDelay and StoreTimeout may not be negative")
+	}
+	if err := cfg.checkCredentials(); err != nil {
+		return err
 	}
 	for field, raw := range map[string]string{"TokenURL": cfg.TokenURL, "Issuer": cfg.Issuer} {
 		if raw == "" {
@@ -308,4 +388,44 @@ func checkURL(field, raw string, allowInsecure bool) (*url.URL, error) {
 		return nil, configErr("%s %q %v", field, raw, err)
 	}
 	return u, nil
+}
+
+// checkCredentials checks that exactly one client credential is set, and
+// the settings that go with it.
+func (cfg *Config) checkCredentials() error {
+	set := []string{}
+	for name, on := range map[string]bool{
+		"ClientSecret": cfg.ClientSecret != "", "ClientSecretFile": cfg.ClientSecretFile != "",
+		"PrivateKey": cfg.PrivateKey != nil, "PrivateKeyFile": cfg.PrivateKeyFile != "",
+		"ClientAssertion": cfg.ClientAssertion != nil, "ClientAssertionFile": cfg.ClientAssertionFile != "",
+	} {
+		if on {
+			set = append(set, name)
+		}
+	}
+	slices.Sort(set)
+	secret := cfg.ClientSecret != "" || cfg.ClientSecretFile != ""
+	key := cfg.PrivateKey != nil || cfg.PrivateKeyFile != ""
+	switch {
+	case len(set) > 1:
+		return configErr("set one client credential, not %s", strings.Join(set, " and "))
+	case len(set) == 0 && cfg.TLSCertFile == "":
+		return configErr("ClientSecret is required (or ClientSecretFile, PrivateKey, PrivateKeyFile, ClientAssertion, ClientAssertionFile, or TLSCertFile alone for tls_client_auth)")
+	case cfg.AuthStyle != AuthStyleAuto && !secret:
+		return configErr("AuthStyle applies to ClientSecret and ClientSecretFile only")
+	case (cfg.KeyID != "" || cfg.SigningAlgorithm != "" || cfg.AssertionAudience != "") && !key:
+		return configErr("KeyID, SigningAlgorithm and AssertionAudience apply to PrivateKey and PrivateKeyFile only")
+	case !printable(cfg.KeyID):
+		return configErr("KeyID holds control characters")
+	case cfg.TLSKeyFile != "" && cfg.TLSCertFile == "":
+		return configErr("TLSKeyFile needs TLSCertFile")
+	case cfg.Store != nil && !secret && !key && cfg.TLSCertFile == "":
+		return configErr("a Store needs key material that the whole fleet holds: a secret, a private key or a TLS key; a ClientAssertion alone has none")
+	}
+	if cfg.AssertionAudience != "" {
+		if _, err := url.Parse(cfg.AssertionAudience); err != nil || !printable(cfg.AssertionAudience) {
+			return configErr("AssertionAudience %q is not a URI", cfg.AssertionAudience)
+		}
+	}
+	return nil
 }

@@ -113,9 +113,9 @@ func (e *BackoffError) Error() string {
 func (e *BackoffError) Unwrap() error { return e.Err }
 
 // tokenError builds the exported error of a non-2xx answer (RFC 6749
-// §5.2), scrubbing the client secret from every field before cutting it.
-func (e *env) tokenError(resp *http.Response, body []byte, truncated bool, audience string) *TokenError {
-	sc := e.scrubber()
+// §5.2), scrubbing the credential the request carried (sc) from every
+// field before cutting it.
+func (e *env) tokenError(sc *wire.Scrubber, resp *http.Response, body []byte, truncated bool, audience string) *TokenError {
 	te := &TokenError{StatusCode: resp.StatusCode, Body: sc.Bytes(body, truncated), Audience: audience}
 	var raw struct {
 		Error       string `json:"error"`
@@ -141,6 +141,16 @@ func (e *env) hint(te *TokenError, location string) string {
 		return "the client is registered for client_secret_post: set AuthStyle to m2m.AuthStyleInBody"
 	case te.ErrorCode == "invalid_client" && strings.Contains(desc, "supports client authentication method 'client_secret_basic'"):
 		return "the client is registered for client_secret_basic: set AuthStyle to m2m.AuthStyleBasic"
+	case te.ErrorCode == "invalid_client" && strings.Contains(desc, "supports client authentication method 'private_key_jwt'"):
+		return "the client is registered for private_key_jwt: set PrivateKey or PrivateKeyFile"
+	case te.ErrorCode == "invalid_client" && strings.Contains(desc, "tls_client_auth'"):
+		return "the client is registered for mTLS client authentication: set TLSCertFile (and TLSKeyFile) and no other credential"
+	case strings.Contains(desc, "signing key with kid") && strings.Contains(desc, "could not be found"):
+		return "the server does not know the assertion's kid: register the key's public JWK (m2m.PublicJWK) or set KeyID to the registered kid"
+	case te.ErrorCode == "use_dpop_nonce":
+		return "the server refused the DPoP nonce it had just given; it may be rotating nonces too fast"
+	case te.ErrorCode == "invalid_dpop_proof":
+		return "the server refused the DPoP proof: check that it accepts DPoPKey's algorithm and that the clocks agree"
 	case e.cfg.Encoding == EncodingJSON && te.StatusCode == http.StatusBadRequest && strings.Contains(desc, "post body can not be empty"):
 		return "this server reads only form bodies: leave Encoding at m2m.EncodingForm"
 	case e.cfg.Encoding == EncodingJSON && te.StatusCode == http.StatusInternalServerError:

@@ -54,13 +54,23 @@ func (e *entry) fetch(ctx context.Context) fetchResult {
 	if err != nil {
 		return fetchResult{err: err}
 	}
-	for attempt := 0; ; attempt++ {
-		st, retryAfter, err := e.attempt(ctx, ep, deadline)
+	var rec recovery
+	for attempt, free := 0, 0; ; attempt++ {
+		cred, err := e.env.auth.current()
+		var st *tokenState
+		var retryAfter time.Duration
+		if err == nil {
+			st, retryAfter, err = e.attempt(ctx, ep, cred, deadline)
+		}
 		if err == nil {
 			return fetchResult{st: st, attempts: attempt + 1}
 		}
 		res := fetchResult{attempts: attempt + 1, retryAfter: retryAfter, err: err}
-		if !retryable(res.err) || attempt >= cfg.MaxRetries || ctx.Err() != nil || !clk.Now().Before(deadline) {
+		if ctx.Err() == nil && clk.Now().Before(deadline) && e.env.retryNow(err, cred, &rec) {
+			free++ // a DPoP nonce to use, or credentials re-read: not a retry
+			continue
+		}
+		if !retryable(res.err) || attempt-free >= cfg.MaxRetries || ctx.Err() != nil || !clk.Now().Before(deadline) {
 			return res
 		}
 		delay := backoff.Delay(attempt, cfg.RetryBaseDelay, cfg.RetryMaxDelay, e.env.rand())
@@ -108,40 +118,49 @@ func retryable(err error) bool {
 	return true // the network: refused, reset, timed out, cut short
 }
 
-// prepared is a token request body built once per entry and endpoint.
+// prepared is a token request body built once per entry, endpoint and
+// credential version; what changes per request (a signed assertion) is
+// added to a copy.
 type prepared struct {
 	ep    *endpointInfo
+	cred  *credential
 	body  []byte
 	ctype string
 	basic string // the Authorization header value, or ""
 }
 
-// prepare returns e's request body for ep, building it on first use.
-func (e *entry) prepare(ep *endpointInfo, cache *atomic.Pointer[prepared]) (*prepared, error) {
-	if p := cache.Load(); p != nil && p.ep == ep {
+// prepare returns e's request body for ep and cred, building it on first
+// use.
+func (e *entry) prepare(ep *endpointInfo, cred *credential, cache *atomic.Pointer[prepared]) (*prepared, error) {
+	if p := cache.Load(); p != nil && p.ep == ep && p.cred == cred {
 		return p, nil
 	}
 	r := e.req
-	r.TokenURL, r.SecretInBody = ep.tokenURL, ep.secretInBody
-	body, ctype, err := r.Body()
+	r.TokenURL = ep.tokenURL
+	body, ctype, basic, err := cred.body(r, ep.secretInBody)
 	if err != nil {
 		return nil, fmt.Errorf("m2m: building token request: %w", err)
 	}
-	p := &prepared{ep: ep, body: body, ctype: ctype}
-	if !ep.secretInBody {
-		p.basic = wire.BasicAuth(r.ClientID, r.ClientSecret)
-	}
+	p := &prepared{ep: ep, cred: cred, body: body, ctype: ctype, basic: basic}
 	cache.Store(p)
 	return p, nil
 }
 
-// attempt makes one token request, bounded by AttemptTimeout and by the
-// fetch's deadline, whichever comes first: one timer on the Client's
-// clock. It returns the server's Retry-After, if it sent one.
-func (e *entry) attempt(ctx context.Context, ep *endpointInfo, deadline time.Time) (*tokenState, time.Duration, error) {
-	p, err := e.prepare(ep, &e.prepared)
+// attempt makes one token request with cred, bounded by AttemptTimeout
+// and by the fetch's deadline, whichever comes first: one timer on the
+// Client's clock. It returns the server's Retry-After, if it sent one.
+func (e *entry) attempt(ctx context.Context, ep *endpointInfo, cred *credential, deadline time.Time) (*tokenState, time.Duration, error) {
+	p, err := e.prepare(ep, cred, &e.prepared)
 	if err != nil {
 		return nil, 0, err
+	}
+	body := p.body
+	sent, err := cred.perRequest(ctx, e.req.ClientID, cmp(e.env.auth.audience, ep.tokenURL), e.env.clock.Now())
+	if err != nil {
+		return nil, 0, err
+	}
+	if sent != "" {
+		body = appendParam(body, e.req.JSON, "client_assertion", sent)
 	}
 	limit, cause := e.env.cfg.AttemptTimeout, errAttemptTimeout
 	if left := deadline.Sub(e.env.clock.Now()); left <= limit {
@@ -151,7 +170,7 @@ func (e *entry) attempt(ctx context.Context, ep *endpointInfo, deadline time.Tim
 	defer cancel(nil)
 	stop := e.env.clock.AfterFunc(limit, func() { cancel(cause) })
 	defer stop()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.tokenURL, bytes.NewReader(p.body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.tokenURL, bytes.NewReader(body))
 	if err != nil {
 		return nil, 0, fmt.Errorf("m2m: building token request: %w", err)
 	}
@@ -159,7 +178,16 @@ func (e *entry) attempt(ctx context.Context, ep *endpointInfo, deadline time.Tim
 	if p.basic != "" {
 		req.Header["Authorization"] = []string{p.basic}
 	}
-	sent := e.env.clock.Now()
+	wantType := "Bearer"
+	if d := e.env.dpop; d != nil {
+		proof, err := d.proof(http.MethodPost, req.URL, "", e.env.clock.Now())
+		if err != nil {
+			return nil, 0, err
+		}
+		req.Header["Dpop"] = []string{proof}
+		wantType = "DPoP"
+	}
+	began := e.env.clock.Now()
 	resp, err := e.env.hc.Do(req)
 	if err != nil {
 		return nil, 0, fmt.Errorf("m2m: token request for audience %q: %w", e.key.audience, causeOf(ctx, err))
@@ -170,17 +198,22 @@ func (e *entry) attempt(ctx context.Context, ep *endpointInfo, deadline time.Tim
 		return nil, 0, fmt.Errorf("m2m: reading token response for audience %q: %w", e.key.audience, causeOf(ctx, err))
 	}
 	now := e.env.clock.Now()
+	if e.env.dpop != nil {
+		e.env.dpop.sawNonce(req.URL, resp.Header)
+	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		after, _ := backoff.RetryAfter(resp.Header.Get("Retry-After"), now)
-		return nil, after, e.env.tokenError(resp, body, truncated, e.key.audience)
+		return nil, after, e.env.tokenError(cred.scrubberFor(e.req.ClientID, sent), resp, body, truncated, e.key.audience)
 	}
-	tok, err := wire.ParseScrubbed(e.env.scrubber(), resp.StatusCode, resp.Header, body, truncated, now, e.env.cfg.DefaultLifetime)
+	// Parse without scrubbing first: the scrubber is built for failures.
+	tok, err := wire.ParseScrubbedAs(nil, wantType, resp.StatusCode, resp.Header, body, truncated, now, e.env.cfg.DefaultLifetime)
 	if err != nil {
+		_, err = wire.ParseScrubbedAs(cred.scrubberFor(e.req.ClientID, sent), wantType, resp.StatusCode, resp.Header, body, truncated, now, e.env.cfg.DefaultLifetime)
 		return nil, 0, fmt.Errorf("%w (audience %q)", err, e.key.audience)
 	}
 	// The lifetime counts from when the request was sent: the server
 	// started it no earlier than that.
-	return e.newState(tok.AccessToken, tok.TokenType, tok.Scope, sent, tok.Lifetime, tok.LifetimeFrom), 0, nil
+	return e.newState(tok.AccessToken, tok.TokenType, tok.Scope, began, tok.Lifetime, tok.LifetimeFrom), 0, nil
 }
 
 // newState turns a token into a cache state with its refresh point.
@@ -196,7 +229,7 @@ func (e *entry) newState(access, typ, scope string, obtained time.Time, life tim
 	refreshAt, expireAt := schedule(obtained, life, cfg.RefreshFraction, cfg.RefreshJitter, cfg.MaxRefreshAhead, e.env.rand())
 	return &tokenState{
 		tok:       ot,
-		auth:      []string{"Bearer " + access},
+		auth:      []string{typ + " " + access},
 		obtained:  obtained,
 		refreshAt: refreshAt,
 		expireAt:  expireAt,

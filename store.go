@@ -55,7 +55,8 @@ type Store interface {
 type SharedToken struct {
 	// AccessToken is the token itself.
 	AccessToken string
-	// TokenType is the token type, "Bearer".
+	// TokenType is the token type, "Bearer" (or "DPoP" for a DPoP-bound
+	// token, RFC 9449).
 	TokenType string
 	// Obtained is when the token was asked for, and Expiry when it
 	// expires, by the clock of the process that fetched it: a process
@@ -142,12 +143,41 @@ func (k StoreKey) DeriveKey(info string, n int) ([]byte, error) {
 // secret: the ID hashes what identifies the token, the material is
 // HKDF-extracted from the secret so the raw secret never leaves the Client.
 func newStoreKey(tokenURL, clientID string, k cacheKey, secret string) StoreKey {
+	return newStoreKeyBound(tokenURL, clientID, k, "", []byte(secret))
+}
+
+// storeKey returns the StoreKey of k for this Client. Its material comes
+// from the client's secret, else its private key or TLS key (as first
+// read). A token bound to a DPoP key or a TLS certificate is of use only
+// to its holders, so the key's or certificate's thumbprint is part of the
+// ID: processes holding another never load it.
+func (e *env) storeKey(k cacheKey) StoreKey {
+	var binding string
+	if e.dpop != nil {
+		binding += "jkt=" + e.dpop.jkt + ";"
+	}
+	if e.auth.cert != nil {
+		if c := e.auth.cert.cur.Load(); len(c.Certificate) > 0 {
+			sum := sha256.Sum256(c.Certificate[0])
+			binding += "x5t#S256=" + b64.EncodeToString(sum[:]) + ";"
+		}
+	}
+	return newStoreKeyBound(e.cfg.TokenURL+" "+e.cfg.Issuer, e.cfg.ClientID, k, binding, e.auth.storeMaterial())
+}
+
+// newStoreKeyBound is newStoreKey for a token bound to binding ("" for
+// bearer tokens), with material as the secret.
+func newStoreKeyBound(tokenURL, clientID string, k cacheKey, binding string, material []byte) StoreKey {
 	h := sha256.New()
-	for _, part := range []string{"m2m store key v1", tokenURL, clientID, k.audience, k.shape, k.scopes} {
+	parts := []string{"m2m store key v1", tokenURL, clientID, k.audience, k.shape, k.scopes}
+	if binding != "" {
+		parts = append(parts, binding)
+	}
+	for _, part := range parts {
 		fmt.Fprintf(h, "%d:%s;", len(part), part)
 	}
 	sk := StoreKey{id: hex.EncodeToString(h.Sum(nil))}
-	prk, err := hkdf.Extract(sha256.New, []byte(secret), []byte("m2m store"))
+	prk, err := hkdf.Extract(sha256.New, material, []byte("m2m store"))
 	if err == nil {
 		copy(sk.secret[:], prk)
 	}
@@ -270,12 +300,16 @@ func (g *storeGate) load(ctx context.Context, e *entry) *tokenState {
 		t, err = g.s.Load(ctx, e.skey)
 		return err
 	})
+	typ := "Bearer"
+	if g.env.dpop != nil {
+		typ = "DPoP"
+	}
 	if err != nil || t == nil || t.AccessToken == "" || !t.Expiry.After(t.Obtained) ||
-		!strings.EqualFold(t.TokenType, "bearer") || !wire.HeaderSafe(t.AccessToken) {
+		!strings.EqualFold(t.TokenType, typ) || !wire.HeaderSafe(t.AccessToken) {
 		return nil
 	}
 	life := min(t.Expiry.Sub(t.Obtained), wire.MaxLifetime)
-	st := e.newState(t.AccessToken, "Bearer", t.Scope, t.Obtained, life, wire.FromStore)
+	st := e.newState(t.AccessToken, typ, t.Scope, t.Obtained, life, wire.FromStore)
 	if !g.env.clock.Now().Before(st.refreshAt) {
 		return nil // stale here too: time for a new one
 	}

@@ -24,7 +24,11 @@
 // The token request is form-encoded with the client secret in HTTP Basic by
 // default, as RFC 6749 asks and Ory Hydra requires; Config.Encoding and
 // Config.AuthStyle select SuperTokens' JSON body or the secret in the body.
-// The client secret and the tokens never appear in errors, logs or
+// Instead of a secret the client may prove itself with a private key
+// (private_key_jwt), a ready-made assertion (workload identity) or a TLS
+// client certificate, each maybe read from a file that is read again when
+// it changes; Config.DPoPKey binds the tokens to a key (DPoP). The client
+// secret, private keys and the tokens never appear in errors, logs or
 // formatted values.
 package m2m
 
@@ -83,10 +87,8 @@ type env struct {
 
 	endpoint *endpoint // the token endpoint and auth style, maybe discovered
 
-	// scrubber removes the client secret, in every encoding a server may
-	// echo it in, from server text; built on first use (it costs about
-	// 0.1 ms, and only failures need it).
-	scrubber func() *wire.Scrubber
+	auth *clientAuth // how the client proves itself: credential, certificate
+	dpop *dpopSigner // nil without Config.DPoPKey
 }
 
 // New checks cfg and returns a Client. Every bad field gets an error that
@@ -111,9 +113,25 @@ func newClient(cfg Config, clk clock.Clock, rnd func() float64) (*Client, error)
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
 	}
+	var err error
+	if e.auth, err = newClientAuth(&e.cfg, clk, e.log); err != nil {
+		return nil, err
+	}
+	if e.auth.cert != nil {
+		if e.hc, err = e.auth.withClientCertificate(e.hc, clk, e.cfg.FetchTimeout); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.DPoPKey != nil {
+		if e.dpop, err = newDPoP(cfg.DPoPKey); err != nil {
+			return nil, configErr("DPoPKey: %v", err)
+		}
+	}
+	if cfg.Store != nil && e.auth.storeMaterial() == nil {
+		return nil, configErr("a Store needs key material: this private key neither exports nor signs deterministically")
+	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.endpoint = newEndpoint(e)
-	e.scrubber = sync.OnceValue(func() *wire.Scrubber { return wire.NewScrubber(cfg.ClientID, cfg.ClientSecret) })
 	if cfg.Store != nil {
 		e.store = &storeGate{env: e, s: cfg.Store}
 	}
@@ -208,6 +226,9 @@ func (c *Client) Close() error {
 	e.wg.Wait()
 	for _, en := range entries {
 		en.stopTimers()
+	}
+	if ct, ok := e.hc.Transport.(*certTransport); ok {
+		ct.CloseIdleConnections() // a transport of our own, holding the client certificate
 	}
 	return nil
 }

@@ -3,7 +3,6 @@ package m2m
 import (
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"maps"
 	"net/http"
@@ -18,7 +17,11 @@ import (
 // its Host header names the URL's host, and, on a redirect hop, every
 // earlier request of the chain was inside the same audience. Any other
 // request is sent untouched, without a token, as is a request that
-// already has an Authorization header. A 401 answer evicts the token and,
+// already has an Authorization header. A DPoP-bound token (Config.DPoPKey)
+// goes as "Authorization: DPoP <token>" with a fresh DPoP proof of this
+// request; a callee's DPoP-Nonce is remembered, and a 401 asking for it
+// (use_dpop_nonce) is answered by sending the request once more with it,
+// when the body can be replayed. A 401 answer evicts the token and,
 // when the body can be replayed, the request is sent once more with a new
 // one; a callee that rejects that one too stops causing fetches for a
 // while.
@@ -93,8 +96,17 @@ func (t *Transport) RoundTrip(req *http.Request) (resp *http.Response, err error
 	if err != nil {
 		return nil, err
 	}
+	r2, err := e.env.authorize(req, st)
+	if err != nil {
+		return nil, err
+	}
 	handedOver = true
-	resp, err = t.base.RoundTrip(withAuth(req, st.auth))
+	resp, err = t.base.RoundTrip(r2)
+	if d := e.env.dpop; d != nil && err == nil && resp != nil && d.sawNonce(req.URL, resp.Header) && nonceChallenge(resp) {
+		if resp, err = t.replayWithNonce(req, e, st, resp); err == nil && resp != nil && nonceChallenge(resp) {
+			return resp, nil // the token is fine: never evict it for a nonce
+		}
+	}
 	if err != nil || resp == nil || resp.StatusCode != http.StatusUnauthorized {
 		return resp, err
 	}
@@ -119,7 +131,10 @@ func (t *Transport) replay(req *http.Request, e *entry, st *tokenState, resp *ht
 	if err != nil || fresh == st {
 		return resp, nil
 	}
-	r2 := withAuth(req, fresh.auth)
+	r2, err := e.env.authorize(req, fresh)
+	if err != nil {
+		return resp, nil
+	}
 	if req.GetBody != nil {
 		body, err := req.GetBody()
 		if err != nil {
@@ -127,11 +142,7 @@ func (t *Transport) replay(req *http.Request, e *entry, st *tokenState, resp *ht
 		}
 		r2.Body = body
 	}
-	// Let the connection be reused: drain a little of the 401's body.
-	if resp.Body != nil {
-		io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
-		resp.Body.Close()
-	}
+	drain(resp) // let the connection be reused
 	e.observe(Event{Kind: EventReplay})
 	e.log(slog.LevelInfo, "m2m: request answered 401, replayed once with a new token")
 	resp2, err := t.base.RoundTrip(r2)

@@ -46,7 +46,7 @@ const (
 // Token is a parsed successful token response (RFC 6749 §5.1).
 type Token struct {
 	AccessToken  string
-	TokenType    string // always "Bearer"
+	TokenType    string // "Bearer", or "DPoP" from ParseScrubbedAs
 	Lifetime     time.Duration
 	LifetimeFrom LifetimeSource
 	Scope        string // as granted by the server; may be empty
@@ -81,6 +81,14 @@ func Parse(status int, header http.Header, body []byte, truncated bool, now time
 // text kept in the result or quoted in an error is scrubbed by sc and then
 // cut to its limit. A Token's Lifetime is above zero.
 func ParseScrubbed(sc *Scrubber, status int, header http.Header, body []byte, truncated bool, now time.Time, defaultLifetime time.Duration) (*Token, error) {
+	return ParseScrubbedAs(sc, "Bearer", status, header, body, truncated, now, defaultLifetime)
+}
+
+// ParseScrubbedAs is ParseScrubbed for a token of type want: "Bearer"
+// (token_type bearer in any case, or absent), or "DPoP" for a request that
+// carried a DPoP proof (RFC 9449 §5: token_type must then be DPoP, in any
+// case; a bearer answer means the server did not bind the token).
+func ParseScrubbedAs(sc *Scrubber, want string, status int, header http.Header, body []byte, truncated bool, now time.Time, defaultLifetime time.Duration) (*Token, error) {
 	if status < 200 || status > 299 {
 		return nil, invalid("status %d is not a success", status)
 	}
@@ -102,10 +110,17 @@ func ParseScrubbed(sc *Scrubber, status int, header http.Header, body []byte, tr
 	if !HeaderSafe(*raw.AccessToken) {
 		return nil, invalid("access_token holds characters not allowed in an HTTP header")
 	}
-	if raw.TokenType != nil && *raw.TokenType != "" && !strings.EqualFold(*raw.TokenType, "bearer") {
-		return nil, invalid("token_type %q is not bearer", sc.Truncate(*raw.TokenType, 32))
+	var typ string
+	if raw.TokenType != nil {
+		typ = *raw.TokenType
 	}
-	t := &Token{AccessToken: *raw.AccessToken, TokenType: "Bearer"}
+	switch {
+	case want == "DPoP" && !strings.EqualFold(typ, "dpop"):
+		return nil, invalid("token_type %q is not DPoP although the request carried a DPoP proof: the server did not bind the token to the key", sc.Truncate(typ, 32))
+	case want != "DPoP" && typ != "" && !strings.EqualFold(typ, "bearer"):
+		return nil, invalid("token_type %q is not bearer", sc.Truncate(typ, 32))
+	}
+	t := &Token{AccessToken: *raw.AccessToken, TokenType: want}
 	if raw.Scope != nil {
 		t.Scope = *raw.Scope
 	}

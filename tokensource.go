@@ -34,7 +34,6 @@ package m2m
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -283,7 +282,7 @@ func (s *TokenSource) get(ctx context.Context) (*entry, *tokenState, error) {
 			return nil, nil, err
 		}
 		st, err := e.get(ctx)
-		if errors.Is(err, errPruned) {
+		if err == errPruned { // never wrapped; errors.Is would cost the hot path
 			s.replace(e)
 			continue
 		}

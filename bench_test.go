@@ -201,27 +201,35 @@ func BenchmarkColdBurst(b *testing.B) {
 // x/oauth2's Token takes no context: a caller cannot stop waiting.
 func BenchmarkColdBurstCancel(b *testing.B) {
 	const n = 10000
-	srv, _ := benchServer(b, 50*time.Millisecond)
+	srv, hits := benchServer(b, 50*time.Millisecond)
 	b.Run("m2m", func(b *testing.B) {
+		hits.Store(0)
+		var failed int64
 		for b.Loop() {
 			c, _ := New(Config{TokenURL: srv.URL, ClientID: testID, ClientSecret: testSecret})
 			src, _ := c.Source(Audience{Name: "event", Scopes: []string{"event.create"}})
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
-			burst(n, func() error { _, err := src.TokenContext(ctx); return err })
+			failed += burst(n, func() error { _, err := src.TokenContext(ctx); return err })
 			cancel()
 			b.StopTimer()
 			c.Close() // the shared fetch goes on until here: not timed
 			b.StartTimer()
 		}
+		b.ReportMetric(float64(failed)/float64(b.N), "failed-calls/op")
+		b.ReportMetric(float64(hits.Load())/float64(b.N), "token-reqs/op")
 	})
 	b.Run("x-oauth2", func(b *testing.B) {
+		hits.Store(0)
+		var failed int64
 		for b.Loop() {
 			cc := &clientcredentials.Config{ClientID: testID, ClientSecret: testSecret, TokenURL: srv.URL, Scopes: []string{"event.create"}}
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
 			src := oauth2.ReuseTokenSource(nil, cc.TokenSource(ctx))
-			burst(n, func() error { _, err := src.Token(); return err })
+			failed += burst(n, func() error { _, err := src.Token(); return err })
 			cancel()
 		}
+		b.ReportMetric(float64(failed)/float64(b.N), "failed-calls/op")
+		b.ReportMetric(float64(hits.Load())/float64(b.N), "token-reqs/op")
 	})
 }
 

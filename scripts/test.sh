@@ -50,14 +50,14 @@ for dir in "${modules[@]}"; do
   (cd "$dir" && go test -race -count=1 ./...)
 done
 
-echo "== fuzz: 10 s per target"
-go test -run '^$' -fuzz '^FuzzParse$' -fuzztime 10s ./internal/wire
-go test -run '^$' -fuzz '^FuzzJWTExpiry$' -fuzztime 10s ./internal/wire
-go test -run '^$' -fuzz '^FuzzScrub$' -fuzztime 10s ./internal/wire
-go test -run '^$' -fuzz '^FuzzRoute$' -fuzztime 10s .
-go test -run '^$' -fuzz '^FuzzVerify$' -fuzztime 10s ./verify
-go test -run '^$' -fuzz '^FuzzJSONReader$' -fuzztime 10s ./verify
-go test -run '^$' -fuzz '^FuzzDPoPProof$' -fuzztime 10s ./verify
+echo "== fuzz: 20 000 inputs per target"
+go test -run '^$' -fuzz '^FuzzParse$' -fuzztime 20000x ./internal/wire
+go test -run '^$' -fuzz '^FuzzJWTExpiry$' -fuzztime 20000x ./internal/wire
+go test -run '^$' -fuzz '^FuzzScrub$' -fuzztime 20000x ./internal/wire
+go test -run '^$' -fuzz '^FuzzRoute$' -fuzztime 20000x .
+go test -run '^$' -fuzz '^FuzzVerify$' -fuzztime 20000x ./verify
+go test -run '^$' -fuzz '^FuzzJSONReader$' -fuzztime 20000x ./verify
+go test -run '^$' -fuzz '^FuzzDPoPProof$' -fuzztime 20000x ./verify
 
 echo "== walk-through: the README's commands, as written, against the dev server"
 ./scripts/walkthrough.sh

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -230,30 +229,9 @@ func getJSON(u string, out any) error {
 	return json.NewDecoder(resp.Body).Decode(out)
 }
 
-// admin sends a JSON request to Hydra's admin API.
+// admin sends a JSON request to the admin API of the tests' Hydra.
 func admin(ctx context.Context, method, path string, body any, want int, out any) error {
-	b, err := json.Marshal(body)
-	if err != nil {
-		return err
-	}
-	req, err := http.NewRequestWithContext(ctx, method, hydra.admin+path, bytes.NewReader(b))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != want {
-		return fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, raw)
-	}
-	if out != nil {
-		return json.Unmarshal(raw, out)
-	}
-	return nil
+	return adminAt(ctx, hydra.admin, method, path, body, want, out)
 }
 
 // cli runs the m2m CLI and returns its stdout, failing the test on error.

@@ -21,24 +21,7 @@ const thumbprintLen = 43
 // readCnf reads the cnf claim into p: an object whose members are the
 // confirmation methods the verifier checks, each a base64url SHA-256.
 func readCnf(r *jsonReader, p *payload) error {
-	if r.kind() != '{' {
-		if err := r.skip(); err != nil {
-			return err
-		}
-		return reject(ErrConfirmation, "cnf must be an object")
-	}
-	if err := r.objectStart(); err != nil {
-		return err
-	}
-	var names nameSet
-	for first := true; ; first = false {
-		name, more, err := r.member(first, &names)
-		if err != nil {
-			return err
-		}
-		if !more {
-			break
-		}
+	err := r.nestedObject(ErrConfirmation, "cnf", func(name string) error {
 		var dst *string
 		switch name {
 		case "x5t#S256":
@@ -51,18 +34,16 @@ func readCnf(r *jsonReader, p *payload) error {
 			}
 			return reject(ErrConfirmation, "cnf has %s, a confirmation method the verifier does not check (only x5t#S256 and jkt)", quoted(name))
 		}
-		if r.kind() != '"' {
-			if err := r.skip(); err != nil {
-				return err
-			}
-			return reject(ErrMalformed, "cnf %s must be a string", name)
-		}
-		if *dst, err = r.str(); err != nil {
+		if err := r.stringValue(dst, ErrMalformed, "cnf "+name); err != nil {
 			return err
 		}
 		if !isThumbprint(*dst) {
 			return reject(ErrMalformed, "cnf %s must be a base64url SHA-256 (43 characters)", name)
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	if p.x5t == "" && p.jkt == "" {
 		return reject(ErrConfirmation, "cnf names no confirmation method")

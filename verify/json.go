@@ -370,6 +370,52 @@ func (r *jsonReader) literal() (string, error) {
 	return "", syntaxErr("expected a value")
 }
 
+// object reads an object, calling f with each member's name while r is at
+// the member's value; f must consume the value (r.skip, r.stringValue,
+// …). It stops at the first error. Members named twice are refused.
+func (r *jsonReader) object(f func(name string) error) error {
+	if err := r.objectStart(); err != nil {
+		return err
+	}
+	var names nameSet
+	for first := true; ; first = false {
+		name, more, err := r.member(first, &names)
+		if err != nil || !more {
+			return err
+		}
+		if err := f(name); err != nil {
+			return err
+		}
+	}
+}
+
+// nestedObject is object for a member's value, which must be an object:
+// another kind of value is skipped and refused with kind and "<label>
+// must be an object".
+func (r *jsonReader) nestedObject(kind error, label string, f func(name string) error) error {
+	if r.kind() != '{' {
+		if err := r.skip(); err != nil {
+			return err
+		}
+		return reject(kind, "%s must be an object", label)
+	}
+	return r.object(f)
+}
+
+// stringValue reads a string value into *dst; another kind of value is
+// skipped and refused with kind and "<label> must be a string".
+func (r *jsonReader) stringValue(dst *string, kind error, label string) error {
+	if r.kind() != '"' {
+		if err := r.skip(); err != nil {
+			return err
+		}
+		return reject(kind, "%s must be a string", label)
+	}
+	var err error
+	*dst, err = r.str()
+	return err
+}
+
 // skip reads and checks any value, discarding it.
 func (r *jsonReader) skip() error {
 	switch r.peek() {

@@ -30,30 +30,15 @@ var privateMembers = map[string]bool{"d": true, "p": true, "q": true, "dp": true
 // It refuses what readHeader refuses, except jwk, which it reads.
 func readProofHeader(s string, h *proofHeader) error {
 	r := jsonReader{s: s}
-	if err := r.objectStart(); err != nil {
-		return err
-	}
-	var names nameSet
-	for first := true; ; first = false {
-		name, more, err := r.member(first, &names)
-		if err != nil {
-			return err
-		}
-		if !more {
-			return r.end()
-		}
-		var dst *string
+	err := r.object(func(name string) error {
 		switch name {
 		case "alg":
-			dst = &h.alg
+			return r.stringValue(&h.alg, ErrMalformed, name)
 		case "typ":
-			dst = &h.typ
+			return r.stringValue(&h.typ, ErrMalformed, name)
 		case "jwk":
 			h.hasJWK = true
-			if err := readProofJWK(&r, &h.jwk); err != nil {
-				return err
-			}
-			continue
+			return readProofJWK(&r, &h.jwk)
 		case "cty":
 			if r.kind() == '"' {
 				cty, err := r.str()
@@ -63,52 +48,25 @@ func readProofHeader(s string, h *proofHeader) error {
 				if strings.EqualFold(cty, "JWT") {
 					return reject(ErrUnsupportedHeader, `cty "JWT" (a nested token)`)
 				}
-				continue
+				return nil
 			}
 		default:
 			if refusedHeaders[name] {
 				return reject(ErrUnsupportedHeader, "the header has %q", name)
 			}
 		}
-		if dst == nil {
-			if err := r.skip(); err != nil {
-				return err
-			}
-			continue
-		}
-		if r.kind() != '"' {
-			if err := r.skip(); err != nil {
-				return err
-			}
-			return reject(ErrMalformed, "%s must be a string", name)
-		}
-		if *dst, err = r.str(); err != nil {
-			return err
-		}
+		return r.skip()
+	})
+	if err != nil {
+		return err
 	}
+	return r.end()
 }
 
 // readProofJWK reads the jwk header member: a public key, with no private
 // or symmetric key member.
 func readProofJWK(r *jsonReader, j *jwkJSON) error {
-	if r.kind() != '{' {
-		if err := r.skip(); err != nil {
-			return err
-		}
-		return reject(ErrProofKey, "jwk must be an object")
-	}
-	if err := r.objectStart(); err != nil {
-		return err
-	}
-	var names nameSet
-	for first := true; ; first = false {
-		name, more, err := r.member(first, &names)
-		if err != nil {
-			return err
-		}
-		if !more {
-			return nil
-		}
+	return r.nestedObject(ErrProofKey, "jwk", func(name string) error {
 		var dst *string
 		switch name {
 		case "kty":
@@ -132,18 +90,10 @@ func readProofJWK(r *jsonReader, j *jwkJSON) error {
 			if privateMembers[name] {
 				return reject(ErrProofKey, "the jwk holds %q: a proof carries a public key only", name)
 			}
-			continue
+			return nil
 		}
-		if r.kind() != '"' {
-			if err := r.skip(); err != nil {
-				return err
-			}
-			return reject(ErrProofKey, "jwk %s must be a string", name)
-		}
-		if *dst, err = r.str(); err != nil {
-			return err
-		}
-	}
+		return r.stringValue(dst, ErrProofKey, "jwk "+name)
+	})
 }
 
 // Proof claims read, as bits of proofClaims.has.
@@ -166,18 +116,7 @@ type proofClaims struct {
 // readProofClaims reads a proof's claims (exactly one JSON object).
 func readProofClaims(s string, c *proofClaims) error {
 	r := jsonReader{s: s}
-	if err := r.objectStart(); err != nil {
-		return err
-	}
-	var names nameSet
-	for first := true; ; first = false {
-		name, more, err := r.member(first, &names)
-		if err != nil {
-			return err
-		}
-		if !more {
-			return r.end()
-		}
+	err := r.object(func(name string) error {
 		var dst *string
 		bit := 0
 		switch name {
@@ -207,24 +146,20 @@ func readProofClaims(s string, c *proofClaims) error {
 				return reject(ErrMalformed, "iat %s is not a NumericDate between 1970 and 9999", shown(lit))
 			}
 			c.iat, c.has = t, c.has|hasProofIat
-			continue
+			return nil
 		default:
-			if err := r.skip(); err != nil {
-				return err
-			}
-			continue
+			return r.skip()
 		}
-		if r.kind() != '"' {
-			if err := r.skip(); err != nil {
-				return err
-			}
-			return reject(ErrMalformed, "%s must be a string", name)
-		}
-		if *dst, err = r.str(); err != nil {
+		if err := r.stringValue(dst, ErrMalformed, name); err != nil {
 			return err
 		}
 		c.has |= bit
+		return nil
+	})
+	if err != nil {
+		return err
 	}
+	return r.end()
 }
 
 // jwkThumbprint returns the RFC 7638 thumbprint of a public JWK that

@@ -281,7 +281,7 @@ func runClients(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	defer cancel()
 	err := clientsVerb(ctx, r, verb, stdout, stderr, clientsArgs{name: name, authMethod: authMethod, output: output,
 		clientID: clientID, lifespan: lifespan, scopes: scopes, audiences: audiences})
-	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+	if err != nil && timedOut(ctx, err) {
 		return fmt.Errorf("the server did not answer within --timeout %s", *timeout)
 	}
 	return err

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"regexp"
 	"slices"
 	"strings"
@@ -71,6 +72,15 @@ type translated struct {
 func (t *translated) Error() string { return t.msg }
 func (t *translated) Unwrap() error { return t.err }
 
+// timedOut reports whether a command's network call failed because
+// --timeout ran out: its context's deadline passed, or the HTTP client's
+// own timeout (set to the same duration) fired first.
+func timedOut(ctx context.Context, err error) bool {
+	var ne net.Error
+	return errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.As(err, &ne) && ne.Timeout()
+}
+
 // explainConfig names the flags in a configuration error of the SDK.
 func explainConfig(err error, names flagNamer) error {
 	msg := strings.TrimPrefix(trimPrefixes(err.Error()), "invalid config: ")
@@ -82,7 +92,7 @@ func explainConfig(err error, names flagNamer) error {
 // its status and OAuth2 error and says which flag to change when that is
 // known.
 func explainToken(ctx context.Context, err error, timeout time.Duration) error {
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+	if timedOut(ctx, err) {
 		return fmt.Errorf("the token endpoint did not answer within --timeout %s", timeout)
 	}
 	var te *m2m.TokenError

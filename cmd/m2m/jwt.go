@@ -146,7 +146,7 @@ func runVerify(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	defer cancel()
 	v, err := verify.New(ctx, cfg)
 	if err != nil {
-		if ctx.Err() != nil {
+		if timedOut(ctx, err) {
 			return fmt.Errorf("the JWKS at --jwks-url did not answer within --timeout %s", *timeout)
 		}
 		return explainConfig(err, verifyFlags)

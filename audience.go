@@ -126,6 +126,9 @@ func (a Audience) check(cfg *Config) (audienceSpec, error) {
 		if u.RawQuery != "" {
 			return spec, configErr("Audience %q URL %q: a query cannot be matched; give a scheme, host and path", a.Name, raw)
 		}
+		if err := checkRoutePath(u); err != nil {
+			return spec, configErr("Audience %q URL: %v", a.Name, err)
+		}
 		spec.routes = append(spec.routes, newRoute(u))
 	}
 	return spec, nil

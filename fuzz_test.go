@@ -31,6 +31,9 @@ func FuzzRoute(f *testing.F) {
 		{"/api", "https://evil.test/api?files.test"},
 		{"/api", "https://files.test@evil.test/api"},
 		{"/a%2Fb", "https://files.test/a%2fb/c"},
+		{"/.", "https://files.test"},
+		{"/api", "https://files.test/%61pi/x"},
+		{"/a%20b", "https://files.test/a%20b/../x"},
 	} {
 		f.Add(seed[0], seed[1])
 	}
@@ -38,6 +41,18 @@ func FuzzRoute(f *testing.F) {
 		base, err := url.Parse("https://files.test" + prefix)
 		if err != nil || base.Host != "files.test" || base.RawQuery != "" || base.Fragment != "" {
 			return
+		}
+		if checkRoutePath(base) != nil {
+			return
+		}
+		// An accepted prefix has one reading: RFC 3986 resolution and
+		// ServeMux's cleaning leave it as it is.
+		resolved := (&url.URL{Scheme: "https", Host: "files.test", Path: "/"}).ResolveReference(&url.URL{Path: base.Path, RawPath: base.RawPath})
+		if base.Path != "" && !strings.EqualFold(resolved.EscapedPath(), base.EscapedPath()) {
+			t.Fatalf("prefix %q accepted, but RFC 3986 resolves it to %q", prefix, resolved.EscapedPath())
+		}
+		if clean := path.Clean("/" + base.Path); base.Path != "" && clean != strings.TrimSuffix(base.Path, "/") && clean != base.Path {
+			t.Fatalf("prefix %q accepted, but it cleans to %q", prefix, clean)
 		}
 		src := &TokenSource{}
 		r := newRoute(base)

@@ -1,6 +1,7 @@
 package m2m
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -10,23 +11,45 @@ import (
 
 // route is one place a token may go: scheme, host and port matched
 // exactly (host case-insensitively), path by segment-aligned prefix of the
-// canonical escaped path.
+// canonical escaped path, and of the decoded path for the readings of
+// servers that decode before they route.
 type route struct {
-	scheme, host, port, prefix string
-	src                        *TokenSource
+	scheme, host, port string
+	prefix, decoded    string // without a trailing slash, unless "/"
+	src                *TokenSource
 }
 
+// newRoute returns the route of an audience URL whose path checkRoutePath
+// accepted.
 func newRoute(u *url.URL) route {
-	prefix := canonicalPath(u.EscapedPath(), true, true)
-	if len(prefix) > 1 {
-		prefix = strings.TrimSuffix(prefix, "/")
+	trim := func(p string) string {
+		if len(p) > 1 {
+			return strings.TrimSuffix(p, "/")
+		}
+		return p
 	}
 	return route{
-		scheme: strings.ToLower(u.Scheme),
-		host:   canonicalHost(u.Hostname()),
-		port:   portOf(u.Scheme, u.Port()),
-		prefix: prefix,
+		scheme:  strings.ToLower(u.Scheme),
+		host:    canonicalHost(u.Hostname()),
+		port:    portOf(u.Scheme, u.Port()),
+		prefix:  trim(canonicalPath(u.EscapedPath(), decodeNone, false)),
+		decoded: trim(canonicalPath(u.Path, verbatim, false)),
 	}
+}
+
+// checkRoutePath refuses an audience URL whose path servers may read in
+// more than one way: with dot segments, empty segments or escaped
+// unreserved characters, or with escapes that decode into any of those.
+// Such a prefix has no single meaning to match requests against.
+func checkRoutePath(u *url.URL) error {
+	esc := u.EscapedPath()
+	if want := canonicalPath(esc, decodeUnreserved, true); esc != "" && !strings.EqualFold(esc, want) {
+		return fmt.Errorf("path %q reads differently on different servers (dot segments, empty segments or escaped letters); write it as %q", esc, want)
+	}
+	if dec := u.Path; dec != "" && canonicalPath(dec, verbatim, true) != dec {
+		return fmt.Errorf("path %q decodes to %q, which holds dot or empty segments", esc, dec)
+	}
+	return nil
 }
 
 // canonicalHost lower-cases h and drops a trailing dot; it allocates only
@@ -59,51 +82,91 @@ func (r *route) sameOrigin(o origin) bool {
 	return o.scheme == r.scheme && o.host == r.host && o.port == r.port
 }
 
-// holds reports whether the canonical path p is inside r's prefix.
-func (r *route) holds(p string) bool {
-	if r.prefix == "/" {
+// holds reports whether the canonical path p is inside r's prefix, or
+// with decoded inside its decoded prefix.
+func (r *route) holds(p string, decoded bool) bool {
+	pre := r.prefix
+	if decoded {
+		pre = r.decoded
+	}
+	if pre == "/" {
 		return true
 	}
-	return strings.HasPrefix(p, r.prefix) && (len(p) == len(r.prefix) || p[len(r.prefix)] == '/')
+	return strings.HasPrefix(p, pre) && (len(p) == len(pre) || p[len(pre)] == '/')
+}
+
+// reading is one way a server may resolve a request path before it
+// routes: on the escaped or the decoded path, with some escapes decoded,
+// with empty segments merged or kept.
+type reading struct {
+	decoded bool
+	dec     decoding
+	merge   bool
+}
+
+// readings are the resolutions routeOf checks beyond the first (RFC 3986
+// §5.2.4 on the escaped path, nothing decoded).
+var readings = []reading{
+	{false, decodeNone, true},
+	{false, decodeDots, false},
+	{false, decodeDots, true},
+	{false, decodeUnreserved, false},
+	{false, decodeUnreserved, true},
+	{true, verbatim, false},
+	{true, verbatim, true},
 }
 
 // routeOf returns the source whose audience holds u, or nil. The path is
 // matched on its escaped form, as the receiving server routes it ("%2F"
 // is not a separator). A path that servers may resolve differently (dot
 // segments, empty segments, escapes) must land in the same audience under
-// every resolution: RFC 3986 §5.2.4 on the escaped path, the same with
-// empty segments merged (as many servers and proxies do), and the fully
-// decoded path (as servers that decode before routing do). Otherwise the
-// request gets no token.
+// every reading: RFC 3986 §5.2.4 on the escaped path with no escape
+// decoded, with only "%2E" decoded, and with every unreserved character
+// decoded (§6.2.2.2); each with and without empty segments merged (as
+// many servers and proxies do); and the fully decoded path (as servers
+// that decode before routing see it). Otherwise the request gets no
+// token.
 func routeOf(routes []route, u *url.URL) *TokenSource {
 	o := originOf(u)
 	esc := u.EscapedPath()
-	src := longestMatch(routes, o, canonicalPath(esc, true, false))
+	src := longestMatch(routes, o, canonicalPath(esc, decodeNone, false), false)
 	if src == nil || !ambiguousPath(esc) {
 		return src
 	}
-	if longestMatch(routes, o, canonicalPath(esc, true, true)) != src {
-		return nil
-	}
-	if strings.Contains(esc, "%") {
-		dec := u.Path
-		if longestMatch(routes, o, canonicalPath(dec, false, false)) != src ||
-			longestMatch(routes, o, canonicalPath(dec, false, true)) != src {
+	for _, r := range readings {
+		p := esc
+		if r.decoded {
+			p = u.Path
+		}
+		if longestMatch(routes, o, canonicalPath(p, r.dec, r.merge), r.decoded) != src {
 			return nil
 		}
 	}
 	return src
 }
 
-// longestMatch returns the source of the first route (routes are sorted
-// longest prefix first) holding origin o and canonical path p.
-func longestMatch(routes []route, o origin, p string) *TokenSource {
+// longestMatch returns the source of the route with the longest prefix
+// holding origin o and canonical path p (decoded says which prefix).
+// Routes are sorted by escaped prefix, longest first, so on the escaped
+// path the first match is the longest.
+func longestMatch(routes []route, o origin, p string, decoded bool) *TokenSource {
+	var best *route
 	for i := range routes {
-		if routes[i].sameOrigin(o) && routes[i].holds(p) {
-			return routes[i].src
+		r := &routes[i]
+		if !r.sameOrigin(o) || !r.holds(p, decoded) {
+			continue
+		}
+		if !decoded {
+			return r.src
+		}
+		if best == nil || len(r.decoded) > len(best.decoded) {
+			best = r
 		}
 	}
-	return nil
+	if best == nil {
+		return nil
+	}
+	return best.src
 }
 
 // requestRoute returns the source whose token req may carry, or nil: its
@@ -150,20 +213,37 @@ func ambiguousPath(esc string) bool {
 	return strings.Contains(esc, "//") || strings.Contains(esc, "/.") || strings.Contains(esc, "%")
 }
 
-// canonicalPath returns the path p as a server resolves it: with
-// escaped, percent-encoded unreserved characters decoded and other
-// escapes upper-cased (RFC 3986 §6.2.2), so reserved escapes such as
-// "%2F" stay escaped and are not separators; dot segments removed
-// (§5.2.4); and, with mergeSlashes, empty segments dropped.
-func canonicalPath(p string, escaped, mergeSlashes bool) string {
+// decoding says which escapes a reading of a path decodes before it
+// resolves dot segments.
+type decoding uint8
+
+const (
+	// decodeNone keeps every escape and upper-cases its hex.
+	decodeNone decoding = iota
+	// decodeDots decodes "%2E" only, as servers that look for encoded dot
+	// segments do.
+	decodeDots
+	// decodeUnreserved decodes the escapes of unreserved characters and
+	// upper-cases the others (RFC 3986 §6.2.2).
+	decodeUnreserved
+	// verbatim is for a path that is already decoded: '%' is a plain
+	// character.
+	verbatim
+)
+
+// canonicalPath returns the path p as a server resolves it: escapes
+// decoded as dec says (reserved escapes such as "%2F" always stay escaped
+// and are not separators); dot segments removed (RFC 3986 §5.2.4); and,
+// with mergeSlashes, empty segments dropped.
+func canonicalPath(p string, dec decoding, mergeSlashes bool) string {
 	if p == "" {
 		return "/"
 	}
 	if p[0] == '/' && !ambiguousPath(p) {
 		return p // the common case: nothing to resolve, no allocation
 	}
-	if escaped {
-		p = decodeUnreserved(p)
+	if dec != verbatim {
+		p = decodeEscapes(p, dec)
 	}
 	segs := strings.Split(p, "/")
 	out := make([]string, 0, len(segs))
@@ -191,10 +271,10 @@ func canonicalPath(p string, escaped, mergeSlashes bool) string {
 	return "/" + strings.Join(out, "/")
 }
 
-// decodeUnreserved decodes "%XX" escapes of unreserved characters
-// (ALPHA / DIGIT / "-" / "." / "_" / "~") and upper-cases the hex of the
-// others; a '%' without two hex digits is kept as it is.
-func decodeUnreserved(s string) string {
+// decodeEscapes decodes the "%XX" escapes of s that dec names and
+// upper-cases the hex of the others; a '%' without two hex digits is kept
+// as it is.
+func decodeEscapes(s string, dec decoding) string {
 	if !strings.Contains(s, "%") {
 		return s
 	}
@@ -207,7 +287,7 @@ func decodeUnreserved(s string) string {
 			continue
 		}
 		v := wire.Unhex(s[i+1])<<4 | wire.Unhex(s[i+2])
-		if isUnreserved(v) {
+		if dec == decodeUnreserved && isUnreserved(v) || dec == decodeDots && v == '.' {
 			b.WriteByte(v)
 		} else {
 			b.WriteByte('%')

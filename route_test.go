@@ -39,13 +39,14 @@ func TestRouteMatchesEscapedPath(t *testing.T) {
 		{"/api/a%2Fb", api},              // one segment "a/b" inside /api
 		{"/public/..%2F..%2Fapi/x", nil}, // escaped: under /public; decoded: /api/x
 		{"/api/..%2F..%2Fpublic", nil},   // escaped: under /api; decoded: /public
-		{"/public/%2e%2e/api/x", api},    // %2e is a dot (RFC 3986 §6.2.2.2)
-		{"/api/%2E%2E/public", pub},      // likewise
+		{"/public/%2e%2e/api/x", nil},    // %2e is a dot to some servers (RFC 3986 §6.2.2.2), a name to others
+		{"/api/%2E%2E/public", nil},      // likewise
 		{"/api/../public", pub},          // dot segments resolve
 		{"/public/./../api/x", api},      // likewise
 		{"/public//../api/x", nil},       // RFC: /public/api/x; merged: /api/x
 		{"/api//x", api},                 // both readings stay in /api
-		{"/%61pi/x", api},                // %61 is "a"
+		{"/%61pi/x", nil},                // %61 is "a" once decoded, "%61pi" before
+		{"/api/%7Ex", api},               // every reading stays in /api
 		{"/api%2Fx", nil},                // escaped: one segment under /; decoded: /api/x
 	}
 	for _, tc := range tests {
@@ -57,6 +58,37 @@ func TestRouteMatchesEscapedPath(t *testing.T) {
 			name := map[*TokenSource]string{api: "api", pub: "public", nil: "none"}
 			assert.Equal(t, name[tc.want], name[got])
 		})
+	}
+}
+
+func TestRouteWithEscapedPrefix(t *testing.T) {
+	t.Parallel()
+	ab, pub := &TokenSource{}, &TokenSource{}
+	var routes []route
+	for _, r := range []struct {
+		raw string
+		src *TokenSource
+	}{{"https://files.test/a%2Fb/", ab}, {"https://files.test/", pub}} {
+		u, err := url.Parse(r.raw)
+		require.NoError(t, err)
+		require.NoError(t, checkRoutePath(u))
+		rt := newRoute(u)
+		rt.src = r.src
+		routes = append(routes, rt)
+	}
+	name := map[*TokenSource]string{ab: "a%2Fb", pub: "public", nil: "none"}
+	for path, want := range map[string]*TokenSource{
+		"/a%2Fb/x":         ab,
+		"/a%2fb":           ab,  // hex case does not matter
+		"/a/b/x":           pub, // two segments: not the one-segment prefix
+		"/a%2Fb/..%2Fc":    nil, // escaped: under a%2Fb; decoded: /a/c
+		"/a%2Fb/%2e%2e/x":  nil, // "%2e%2e" is a name to some servers, ".." to others
+		"/a%2Fbc/x":        pub,
+		"/a%2Fb/x%20y/../": ab,
+	} {
+		u, err := url.Parse("https://files.test" + path)
+		require.NoError(t, err)
+		assert.Equal(t, name[want], name[routeOf(routes, u)], path)
 	}
 }
 

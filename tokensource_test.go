@@ -85,6 +85,14 @@ func TestSourceChecksAudience(t *testing.T) {
 		{"http url", Audience{Name: "e", URL: "http://calendar.test"}, "plain http"},
 		{"url with query", Audience{Name: "e", URL: "https://calendar.test/?a=1"}, "query"},
 		{"empty extra base", Audience{Name: "e", ExtraURLs: []string{"https://x.test"}}, "URL is empty"},
+		{"escaped separator", Audience{Name: "e", URL: "https://x.test/a%2Fb/"}, ""},
+		{"escaped space", Audience{Name: "e", URL: "https://x.test/my%20files"}, ""},
+		{"dot segment", Audience{Name: "e", URL: "https://x.test/."}, `write it as "/"`},
+		{"dot-dot segment", Audience{Name: "e", URL: "https://x.test/api/../admin"}, `write it as "/admin"`},
+		{"encoded dot-dot", Audience{Name: "e", URL: "https://x.test/api/%2e%2e/admin"}, `write it as "/admin"`},
+		{"empty segment", Audience{Name: "e", URL: "https://x.test//api"}, `write it as "/api"`},
+		{"escaped letter", Audience{Name: "e", URL: "https://x.test/%61pi"}, `write it as "/api"`},
+		{"decodes to dot-dot", Audience{Name: "e", URL: "https://x.test/a%2F..%2Fb"}, "dot or empty segments"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

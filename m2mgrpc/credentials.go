@@ -54,6 +54,11 @@ var (
 	// ErrWrongAuthority is returned when an RPC goes to a host and port
 	// that is not among the audience's URLs.
 	ErrWrongAuthority = errors.New("m2mgrpc: the RPC's authority is not among the audience's URLs")
+	// ErrNotBearer is returned when the token is not a bearer token: a
+	// DPoP-bound token (a Client with a DPoPKey) is worthless without a
+	// proof made for each request, which per-RPC metadata does not carry.
+	// Such a token is never sent.
+	ErrNotBearer = errors.New("m2mgrpc: the token is not a bearer token (a DPoP-bound token needs a proof per request); use a Client without DPoPKey for gRPC")
 )
 
 // CredentialsConfig configures Credentials. The zero value of every
@@ -166,7 +171,8 @@ func (c *Credentials) RequireTransportSecurity() bool { return !c.insecure && !c
 //
 // It fails with a status error: codes.Unauthenticated when the token may
 // not be sent on this connection (ErrInsecureChannel, ErrWrongAuthority in
-// the message) or the token endpoint refused the client,
+// the message), is not a bearer token (ErrNotBearer) or the token endpoint
+// refused the client,
 // codes.Unavailable when the token endpoint failed transiently, and
 // codes.Canceled or codes.DeadlineExceeded when ctx ended first.
 func (c *Credentials) GetRequestMetadata(ctx context.Context, uri ...string) (map[string]string, error) {
@@ -180,6 +186,9 @@ func (c *Credentials) GetRequestMetadata(ctx context.Context, uri ...string) (ma
 	tok, err := c.src.TokenContext(ctx)
 	if err != nil {
 		return nil, tokenStatus(err)
+	}
+	if tok.Type() != "Bearer" {
+		return nil, status.Error(codes.Unauthenticated, fmt.Sprintf("%v (token type %q)", ErrNotBearer, tok.Type()))
 	}
 	record(ctx, tok.AccessToken)
 	return map[string]string{"authorization": "Bearer " + tok.AccessToken}, nil

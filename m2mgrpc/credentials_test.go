@@ -9,6 +9,8 @@ import (
 	"crypto/x509/pkix"
 	"fmt"
 	"math/big"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -212,6 +214,32 @@ func TestGetRequestMetadata(t *testing.T) {
 			assert.Equal(t, []string{"event.create"}, scopesOf(t, auth, md["authorization"]))
 		})
 	}
+}
+
+// A DPoP-bound token is not sent as a bearer token: without its proof it
+// is refused by the server, and the RPC fails here with a clear reason.
+func TestDPoPBoundTokenIsNotSentAsBearer(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		assert.NotEmpty(t, r.Header.Get("DPoP"), "the token request carries a proof")
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"access_token":"bound-token","token_type":"DPoP","expires_in":3600}`)
+	}))
+	t.Cleanup(srv.Close)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	client, err := m2m.New(m2m.Config{TokenURL: srv.URL, ClientID: "task", ClientSecret: "s3cr3t", DPoPKey: key})
+	require.NoError(t, err)
+	t.Cleanup(func() { client.Close() })
+	src, err := client.Source(m2m.Audience{Name: "event"})
+	require.NoError(t, err)
+	c := newCreds(t, m2mgrpc.CredentialsConfig{Source: src})
+	ctx := credentials.NewContextWithRequestInfo(ctxT(t), credentials.RequestInfo{Method: calendarpb.CreateEvent,
+		AuthInfo: credentials.TLSInfo{CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity}}})
+	md, err := c.GetRequestMetadata(ctx, "https://calendar.example.com/calendar.v1.Calendar")
+	assert.Nil(t, md)
+	assert.Equal(t, codes.Unauthenticated, status.Code(err))
+	assert.Contains(t, status.Convert(err).Message(), m2mgrpc.ErrNotBearer.Error())
+	assert.NotContains(t, status.Convert(err).Message(), "bound-token")
 }
 
 type insecureInfo struct{ credentials.CommonAuthInfo }

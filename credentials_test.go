@@ -156,6 +156,7 @@ func TestClientAssertionFunc(t *testing.T) {
 			before := s.hits.Load()
 			_, err := src.TokenContext(context.Background())
 			require.ErrorIs(t, err, ErrCredentialUnavailable)
+			assert.Equal(t, FailureCredential, ClassifyError(err))
 			assert.Contains(t, err.Error(), tc.want)
 			assert.Equal(t, before, s.hits.Load(), "nothing was sent")
 		})

@@ -78,6 +78,9 @@ const (
 	FailureDiscovery FailureKind = "discovery"
 	// FailureClosed: the Client was closed.
 	FailureClosed FailureKind = "closed"
+	// FailureCredential: the client's own credential could not be had
+	// (ErrCredentialUnavailable); nothing was sent.
+	FailureCredential FailureKind = "credential"
 )
 
 // Event is one thing that happened in a Client. It never holds a secret
@@ -123,6 +126,8 @@ func ClassifyError(err error) FailureKind {
 		return ""
 	case errors.Is(err, ErrClosed):
 		return FailureClosed
+	case errors.Is(err, ErrCredentialUnavailable):
+		return FailureCredential
 	case errors.As(err, &te) && te.StatusCode == 429:
 		return FailureRateLimited
 	case errors.As(err, &te) && te.StatusCode >= 500:

@@ -144,6 +144,40 @@ func BenchmarkRoundTrip(b *testing.B) {
 	}
 }
 
+// BenchmarkRoundTripParallel: BenchmarkRoundTrip from every core at
+// once, each goroutine with its own request (a request is not shared
+// between goroutines).
+func BenchmarkRoundTripParallel(b *testing.B) {
+	srv, _ := benchServer(b, 0)
+	src, peer := benchSources(b, srv.URL)
+	resp := &http.Response{StatusCode: http.StatusOK, Body: http.NoBody}
+	base := roundTripFunc(func(*http.Request) (*http.Response, error) { return resp, nil })
+	for _, tc := range []struct {
+		name string
+		rt   http.RoundTripper
+	}{
+		{"bare", base},
+		{"m2m", NewTransport(base, src)},
+		{"x-oauth2", &oauth2.Transport{Source: peer, Base: base}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			defer testmain.ReportCPU(b)()
+			b.RunParallel(func(pb *testing.PB) {
+				req, _ := http.NewRequest(http.MethodGet, "https://calendar.test/events", nil)
+				req.Header.Set("Accept", "application/json")
+				req.Header.Set("User-Agent", "task-service/1.0")
+				for pb.Next() {
+					if _, err := tc.rt.RoundTrip(req); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
 // burst runs n goroutines that each get a token, and returns when all
 // have an answer.
 func burst(n int, get func() error) (failed int64) {

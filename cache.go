@@ -422,7 +422,7 @@ func (e *entry) evict(st *tokenState) bool {
 	e.mu.Unlock()
 	st.disarm()
 	e.observe(Event{Kind: EventEviction})
-	e.log(slog.LevelInfo, "m2m: token rejected by a callee (401), evicted")
+	e.log(slog.LevelInfo, "m2m: token refused by a callee, evicted")
 	if e.env.store != nil {
 		e.env.store.evict(e, st.tok.AccessToken)
 	}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/m2mauth/m2m"
@@ -125,6 +126,36 @@ func ExampleTokenSource_Token() {
 }
 
 // Errors from the token endpoint are *m2m.TokenError values.
+// A callee that speaks another protocol than HTTP refused a token: Evict
+// drops it, as Transport does for a 401, so the retry gets a new one.
+// Refusals of that new token too call for PauseEvictions instead.
+func ExampleTokenSource_Evict() {
+	var issued atomic.Int32
+	auth := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"access_token":"token-%d","token_type":"Bearer","expires_in":3600}`, issued.Add(1))
+	}))
+	defer auth.Close()
+	client, err := m2m.New(m2m.Config{TokenURL: auth.URL, ClientID: "task-service", ClientSecret: "task-secret"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer client.Close()
+	events, _ := client.Source(m2m.Audience{Name: "event"})
+	ctx := context.Background()
+
+	tok, _ := events.TokenContext(ctx)
+	fmt.Println("sent:", tok.AccessToken)
+	// ... the callee answers "unauthenticated" ...
+	if events.Evict(ctx, tok) {
+		tok, _ = events.TokenContext(ctx)
+		fmt.Println("sent again:", tok.AccessToken)
+	}
+	// Output:
+	// sent: token-1
+	// sent again: token-2
+}
+
 func ExampleTokenError() {
 	auth := newAuthServer()
 	defer auth.Close()

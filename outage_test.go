@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -176,4 +177,62 @@ func TestTokenRequestsNeverFollowRedirects(t *testing.T) {
 	assert.Equal(t, http.StatusTemporaryRedirect, te.StatusCode)
 	assert.True(t, strings.Contains(te.Hint, "redirects"), te.Hint)
 	assert.Zero(t, elsewhere.hits.Load(), "the redirect target got nothing")
+}
+
+// TestEvict: what Transport does for a 401, for callers of other
+// protocols. Concurrent refusals of one token evict it once and cause one
+// fetch; a pause keeps the refused token; a scope set's token is evicted
+// alone.
+func TestEvict(t *testing.T) {
+	t.Parallel()
+	ts := newTokenServer(t)
+	rec := &recorder{}
+	c, fc := newTestClient(t, ts, func(cfg *Config) { cfg.Observer = rec })
+	src := mustSource(t, c, Audience{Name: "event", Scopes: []string{"event.view", "event.create"}})
+	ctx := context.Background()
+	narrow := WithScopes(ctx, "event.view")
+
+	first, err := src.TokenContext(ctx)
+	require.NoError(t, err)
+	view, err := src.TokenContext(narrow)
+	require.NoError(t, err)
+	require.EqualValues(t, 2, ts.hits.Load())
+
+	var wg sync.WaitGroup
+	var retry atomic.Int32
+	for range 50 {
+		wg.Go(func() {
+			if src.Evict(ctx, first) {
+				retry.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	assert.EqualValues(t, 50, retry.Load(), "every caller may retry: the token is gone")
+	assert.Len(t, rec.of(EventEviction), 1, "one token, one eviction")
+	second, err := src.TokenContext(ctx)
+	require.NoError(t, err)
+	assert.NotEqual(t, first.AccessToken, second.AccessToken)
+	assert.EqualValues(t, 3, ts.hits.Load(), "one fetch for all of them")
+	got, err := src.TokenContext(narrow)
+	require.NoError(t, err)
+	assert.Equal(t, view.AccessToken, got.AccessToken, "the other scope set keeps its token")
+
+	assert.True(t, src.Evict(ctx, first), "an old token: a newer one is there already")
+	assert.Len(t, rec.of(EventEviction), 1)
+	assert.False(t, src.Evict(ctx, nil))
+
+	src.PauseEvictions(ctx)
+	assert.Len(t, rec.of(EventEvictionsPaused), 1)
+	assert.False(t, src.Evict(ctx, second), "paused: the token stays")
+	got, err = src.TokenContext(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, second.AccessToken, got.AccessToken)
+	assert.True(t, src.Evict(narrow, view), "the pause is the key's alone")
+
+	fc.Advance(DefaultErrorCacheTTL)
+	assert.True(t, src.Evict(ctx, second), "the pause has ended")
+	assert.Len(t, rec.of(EventEviction), 3)
+	c.Close()
+	assert.False(t, src.Evict(ctx, second), "a closed Client evicts nothing")
 }

@@ -273,6 +273,43 @@ func (s *TokenSource) TokenContext(ctx context.Context) (*oauth2.Token, error) {
 	return st.tok, nil
 }
 
+// Evict tells s that a callee refused tok, a token it handed out for
+// ctx's scope set (an HTTP 401, a gRPC Unauthenticated), so that the next
+// call fetches a new one. Transport does this by itself for a 401; Evict
+// is for other protocols. It reports whether a token other than tok can
+// now be had: true when tok was dropped, or was no longer the cached token
+// (another caller evicted it first: concurrent Evicts of one token drop it
+// once); false when tok is nil or evictions of the key are paused (see
+// PauseEvictions). A caller that gets true may send its request once more
+// with a new token; if that token is refused too, it should call
+// PauseEvictions instead of evicting again.
+func (s *TokenSource) Evict(ctx context.Context, tok *oauth2.Token) bool {
+	if tok == nil {
+		return false
+	}
+	e, err := s.resolve(ctx)
+	if err != nil {
+		return false
+	}
+	st := e.state.Load()
+	if st == nil || st.tok.AccessToken != tok.AccessToken {
+		return true
+	}
+	return e.evict(st) || e.state.Load() != st
+}
+
+// PauseEvictions stops Evict (and Transport's 401 handling) from dropping
+// the tokens of ctx's scope set for a while, at least ErrorCacheTTL: call
+// it when a token fetched after an Evict was refused too. The callee, not
+// the token, is then the problem, and fetching more would only drain the
+// token endpoint. The pause is reported to the Observer
+// (EventEvictionsPaused) and logged.
+func (s *TokenSource) PauseEvictions(ctx context.Context) {
+	if e, err := s.resolve(ctx); err == nil {
+		e.pauseEvictions()
+	}
+}
+
 // get returns the entry of ctx's scope set and a usable token of it. An
 // entry pruned while this source held it is replaced by a new one.
 func (s *TokenSource) get(ctx context.Context) (*entry, *tokenState, error) {

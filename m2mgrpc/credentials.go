@@ -103,7 +103,6 @@ type Credentials struct {
 	audience string
 	methods  map[string][]string // full method → sorted scopes; read-only
 	routes   []hostPort          // the audience's URLs; empty means any authority
-	evictURL string              // the audience's first URL, for evict; may be empty
 	insecure bool
 	local    bool // every route is loopback
 }
@@ -151,9 +150,6 @@ func NewCredentials(cfg CredentialsConfig) (*Credentials, error) {
 			}
 		}
 		c.routes = append(c.routes, hp)
-		if c.evictURL == "" {
-			c.evictURL = raw
-		}
 		c.local = c.local && isLoopback(hp.host)
 	}
 	c.local = c.local && len(c.routes) > 0
@@ -180,10 +176,7 @@ func (c *Credentials) GetRequestMetadata(ctx context.Context, uri ...string) (ma
 	if err := c.check(ri.AuthInfo, uri); err != nil {
 		return nil, status.Error(codes.Unauthenticated, err.Error())
 	}
-	if scopes := c.methods[ri.Method]; scopes != nil {
-		ctx = m2m.WithScopes(ctx, scopes...)
-	}
-	tok, err := c.src.TokenContext(ctx)
+	tok, err := c.src.TokenContext(c.scoped(ctx, ri.Method))
 	if err != nil {
 		return nil, tokenStatus(err)
 	}

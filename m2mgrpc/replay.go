@@ -2,11 +2,11 @@ package m2mgrpc
 
 import (
 	"context"
-	"net/http"
 	"sync"
 	"sync/atomic"
 
 	"github.com/m2mauth/m2m"
+	"golang.org/x/oauth2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -37,30 +37,22 @@ func record(ctx context.Context, token string) {
 //
 //	grpc.NewClient(target, grpc.WithPerRPCCredentials(c), grpc.WithChainUnaryInterceptor(c.Unary), …)
 //
-// Eviction needs the audience's URL (see CredentialsConfig.Source);
-// without one the refusal is returned as it came. Only unary RPCs are
-// replayed: a server that refuses a token before its handler runs (as a
-// Guard does) makes the replay safe.
+// Only unary RPCs are replayed: a server that refuses a token before its
+// handler runs (as a Guard does) makes the replay safe.
 func (c *Credentials) Unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-	h := &sent{}
-	err := invoker(context.WithValue(ctx, sentKey{}, h), method, req, reply, cc, opts...)
-	if status.Code(err) != codes.Unauthenticated {
+	first := &sent{}
+	err := invoker(context.WithValue(ctx, sentKey{}, first), method, req, reply, cc, opts...)
+	if status.Code(err) != codes.Unauthenticated || !c.evict(ctx, method, first) {
 		return err
 	}
-	var replayed bool
-	var rerr error
-	replay := func() error {
-		replayed = true
-		rerr = invoker(ctx, method, req, reply, cc, opts...)
-		return rerr
+	again := &sent{}
+	err = invoker(context.WithValue(ctx, sentKey{}, again), method, req, reply, cc, opts...)
+	if status.Code(err) == codes.Unauthenticated {
+		if p, q := first.token.Load(), again.token.Load(); p != nil && q != nil && *p != *q {
+			c.src.PauseEvictions(c.scoped(ctx, method))
+		}
 	}
-	switch {
-	case !c.evict(ctx, method, h, replay):
-		return err
-	case replayed:
-		return rerr
-	}
-	return replay() // another RPC replaced the token first
+	return err
 }
 
 // Stream is a grpc.StreamClientInterceptor that evicts c's token when a
@@ -72,11 +64,11 @@ func (c *Credentials) Stream(ctx context.Context, desc *grpc.StreamDesc, cc *grp
 	cs, err := streamer(context.WithValue(ctx, sentKey{}, h), desc, cc, method, opts...)
 	if err != nil {
 		if status.Code(err) == codes.Unauthenticated {
-			c.evict(ctx, method, h, nil)
+			c.evict(ctx, method, h)
 		}
 		return nil, err
 	}
-	return &evictingStream{ClientStream: cs, evict: func() { c.evict(ctx, method, h, nil) }}, nil
+	return &evictingStream{ClientStream: cs, evict: func() { c.evict(ctx, method, h) }}, nil
 }
 
 // evictingStream evicts the stream's token the first time the stream
@@ -95,61 +87,22 @@ func (s *evictingStream) RecvMsg(m any) error {
 	return err
 }
 
-// evict drops the token h recorded if it is still the cached one of the
-// RPC's scope set, and reports whether a different token is now cached.
-// When it evicts, it runs replay (if not nil) with the new token.
-//
-// m2m has no public eviction, so this goes through the documented 401
-// handling of an m2m.Transport, over a RoundTripper standing in for the
-// callee: it answers 401 to the refused token, and to the Transport's
-// replay with the new one it runs the RPC's replay and answers 401 if that
-// is refused too. The Transport thus evicts only a token that is still
-// cached, fetches once, pauses evictions when the new token is refused as
-// well, and reports all of it to the Client's Observer as for HTTP.
-func (c *Credentials) evict(ctx context.Context, method string, h *sent, replay func() error) bool {
+// evict evicts the token h recorded from the cache of the RPC's scope set
+// (m2m.TokenSource.Evict) and reports whether another token can now be
+// had. An RPC that carried no token of c's evicts nothing.
+func (c *Credentials) evict(ctx context.Context, method string, h *sent) bool {
 	p := h.token.Load()
-	if p == nil || c.evictURL == "" {
+	if p == nil {
 		return false
 	}
-	refused := *p
+	return c.src.Evict(c.scoped(ctx, method), &oauth2.Token{AccessToken: *p})
+}
+
+// scoped returns ctx narrowed to method's scopes, if MethodScopes lists
+// it.
+func (c *Credentials) scoped(ctx context.Context, method string) context.Context {
 	if scopes := c.methods[method]; scopes != nil {
-		ctx = m2m.WithScopes(ctx, scopes...)
+		return m2m.WithScopes(ctx, scopes...)
 	}
-	if cur, err := c.src.TokenContext(ctx); err != nil || cur.AccessToken != refused {
-		return err == nil // another RPC replaced it
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.evictURL, nil)
-	if err != nil {
-		return false
-	}
-	resp, err := m2m.NewTransport(&standIn{refused: "Bearer " + refused, replay: replay}, c.src).RoundTrip(req)
-	if err != nil {
-		return false
-	}
-	resp.Body.Close()
-	cur, err := c.src.TokenContext(ctx)
-	return err == nil && cur.AccessToken != refused
-}
-
-// standIn is the callee as an m2m.Transport sees it during evict. It runs
-// the RPC's replay at most once. Nothing leaves the process. The
-// Transport calls it from one goroutine, one call after the other.
-type standIn struct {
-	refused string
-	replay  func() error // nil once run
-}
-
-func (s *standIn) RoundTrip(req *http.Request) (*http.Response, error) {
-	code := http.StatusOK
-	switch {
-	case req.Header.Get("Authorization") == s.refused:
-		code = http.StatusUnauthorized
-	case s.replay != nil:
-		replay := s.replay
-		s.replay = nil
-		if status.Code(replay()) == codes.Unauthenticated {
-			code = http.StatusUnauthorized
-		}
-	}
-	return &http.Response{StatusCode: code, Header: http.Header{}, Body: http.NoBody, Request: req}, nil
+	return ctx
 }

@@ -169,6 +169,11 @@ type metadata struct {
 	IntrospectionURI  string   `json:"introspection_endpoint"`
 	GrantTypes        []string `json:"grant_types_supported"`
 	ResourceIndicator bool     `json:"resource_indicators_supported"`
+	// MTLSAliases holds the endpoints a client that authenticates with a
+	// certificate uses instead (RFC 8705 §5).
+	MTLSAliases struct {
+		TokenEndpoint string `json:"token_endpoint"`
+	} `json:"mtls_endpoint_aliases"`
 }
 
 // fetchMetadata GETs one metadata document through the size limit.
@@ -200,7 +205,8 @@ func (p *endpoint) fetchMetadata(ctx context.Context, u string) (*metadata, int,
 	return &md, resp.StatusCode, nil
 }
 
-// use checks md against the Config and picks the auth style.
+// use checks md against the Config and picks the token endpoint (its
+// mTLS alias for a client with a certificate) and the auth style.
 func (p *endpoint) use(md *metadata) (*endpointInfo, error) {
 	cfg := &p.env.cfg
 	if md.Issuer != cfg.Issuer {
@@ -209,10 +215,14 @@ func (p *endpoint) use(md *metadata) (*endpointInfo, error) {
 	if md.TokenEndpoint == "" {
 		return nil, fmt.Errorf("%w: metadata has no token_endpoint", ErrInvalidResponse)
 	}
-	if _, err := wire.CheckURL(md.TokenEndpoint, cfg.AllowInsecureHTTP); err != nil {
-		return nil, fmt.Errorf("%w: token_endpoint %q %v", ErrInvalidResponse, truncateText(md.TokenEndpoint, 200), err)
+	field, tokenURL := "token_endpoint", md.TokenEndpoint
+	if cfg.TLSCertFile != "" && md.MTLSAliases.TokenEndpoint != "" {
+		field, tokenURL = "mtls_endpoint_aliases.token_endpoint", md.MTLSAliases.TokenEndpoint
 	}
-	info := &endpointInfo{tokenURL: md.TokenEndpoint, at: p.env.clock.Now()}
+	if _, err := wire.CheckURL(tokenURL, cfg.AllowInsecureHTTP); err != nil {
+		return nil, fmt.Errorf("%w: %s %q %v", ErrInvalidResponse, field, truncateText(tokenURL, 200), err)
+	}
+	info := &endpointInfo{tokenURL: tokenURL, at: p.env.clock.Now()}
 	switch cfg.AuthStyle {
 	case AuthStyleInBody:
 		info.secretInBody = true

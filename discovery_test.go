@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/m2mauth/m2m/internal/clock"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -104,6 +105,38 @@ func TestDiscovery(t *testing.T) {
 			require.NoError(t, err)
 			assert.EqualValues(t, 1, ts.hits.Load())
 			assert.Equal(t, tc.inBody, ts.form(0).Get("client_secret") != "")
+		})
+	}
+}
+
+// A client that authenticates with a certificate sends its token
+// requests to the mTLS alias of the token endpoint, when the metadata
+// names one (RFC 8705 §5); other clients to the token endpoint.
+func TestDiscoveryMTLSAlias(t *testing.T) {
+	t.Parallel()
+	md := &metadata{Issuer: "https://auth.test", TokenEndpoint: "https://auth.test/token"}
+	md.MTLSAliases.TokenEndpoint = "https://mtls.auth.test/token"
+	for _, tc := range []struct {
+		name, cert, alias, want, err string
+	}{
+		{"certificate", "client.pem", md.MTLSAliases.TokenEndpoint, "https://mtls.auth.test/token", ""},
+		{"certificate, no alias", "client.pem", "", "https://auth.test/token", ""},
+		{"secret", "", md.MTLSAliases.TokenEndpoint, "https://auth.test/token", ""},
+		{"plain http alias", "client.pem", "http://mtls.auth.test/token", "", "mtls_endpoint_aliases.token_endpoint"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := &env{cfg: Config{Issuer: md.Issuer, TLSCertFile: tc.cert}, clock: clock.NewFake(epoch)}
+			m := *md
+			m.MTLSAliases.TokenEndpoint = tc.alias
+			info, err := newEndpoint(e).use(&m)
+			if tc.err != "" {
+				require.ErrorIs(t, err, ErrInvalidResponse)
+				assert.Contains(t, err.Error(), tc.err)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, info.tokenURL)
 		})
 	}
 }

@@ -177,9 +177,10 @@ type failure struct {
 
 // call is one fetch that any number of callers wait for.
 type call struct {
-	done chan struct{} // closed when st/err are set
-	st   *tokenState
-	err  error
+	done   chan struct{} // closed when st/err are set
+	st     *tokenState
+	err    error
+	origin context.Context // the context of the caller that started it; nil for a background refresh
 }
 
 // doneCall returns a call that has already ended.
@@ -238,7 +239,7 @@ func (e *entry) get(ctx context.Context) (*tokenState, error) {
 		case stale:
 			st.used.Store(true)
 			if e.inflight.Load() == nil && e.env.clock.Now().UnixNano() >= e.retryAt.Load() {
-				e.start(st, false)
+				e.start(ctx, st, false)
 			}
 			if e.env.obs != nil {
 				e.observe(Event{Kind: EventStaleServe})
@@ -250,7 +251,7 @@ func (e *entry) get(ctx context.Context) (*tokenState, error) {
 	// A caller whose context can never end gains nothing from waiting on
 	// another goroutine: it runs the fetch itself, sparing a goroutine
 	// hand-off. Others join it as usual.
-	c := e.start(nil, ctx.Done() == nil)
+	c := e.start(ctx, nil, ctx.Done() == nil)
 	select {
 	case <-c.done:
 		if c.st != nil {
@@ -267,8 +268,8 @@ func (e *entry) get(ctx context.Context) (*tokenState, error) {
 // a fetch just stored, the last failure while fetches are spaced, or a new
 // fetch, run in a goroutine of its own or, with inline, by the caller
 // before start returns.
-func (e *entry) start(have *tokenState, inline bool) *call {
-	c, run := e.decide(have)
+func (e *entry) start(origin context.Context, have *tokenState, inline bool) *call {
+	c, run := e.decide(origin, have)
 	if !run {
 		return c
 	}
@@ -287,7 +288,7 @@ func (e *entry) start(have *tokenState, inline bool) *call {
 // decide is start's critical section: under mu it picks the call to wait
 // for, and reports whether it is a new fetch the caller must run (then
 // registered as in flight, and with Close's wait group).
-func (e *entry) decide(have *tokenState) (c *call, run bool) {
+func (e *entry) decide(origin context.Context, have *tokenState) (c *call, run bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.pruned.Load() {
@@ -312,7 +313,7 @@ func (e *entry) decide(have *tokenState) (c *call, run bool) {
 	if !e.env.addFetch() {
 		return doneCall(nil, ErrClosed), false
 	}
-	c = &call{done: make(chan struct{})}
+	c = &call{done: make(chan struct{}), origin: origin}
 	e.inflight.Store(c)
 	return c, true
 }
@@ -356,10 +357,10 @@ func (e *entry) run(c *call) {
 
 	switch {
 	case res.err == nil && res.st.shared:
-		e.observe(Event{Kind: EventStoreHit, Duration: took})
+		e.observe(Event{Kind: EventStoreHit, Duration: took, Context: c.origin})
 		e.log(slog.LevelDebug, "m2m: token taken from the shared store", slog.Duration("took", took))
 	case res.err == nil:
-		e.observe(Event{Kind: EventFetch, Duration: took, Attempts: res.attempts})
+		e.observe(Event{Kind: EventFetch, Duration: took, Attempts: res.attempts, Context: c.origin})
 		e.log(slog.LevelDebug, "m2m: token fetched",
 			slog.Duration("lifetime", res.st.tok.Expiry.Sub(res.st.obtained)),
 			slog.String("lifetime_from", string(res.st.from)),
@@ -368,7 +369,7 @@ func (e *entry) run(c *call) {
 	case errors.Is(res.err, ErrClosed):
 	default:
 		kind := ClassifyError(res.err)
-		e.observe(Event{Kind: EventFailure, Duration: took, Attempts: res.attempts, Err: res.err, Failure: kind})
+		e.observe(Event{Kind: EventFailure, Duration: took, Attempts: res.attempts, Err: res.err, Failure: kind, Context: c.origin})
 		msg := "m2m: token fetch failed"
 		if st := e.state.Load(); st != nil && st.phase.Load() != expired {
 			msg = "m2m: token refresh failed; serving the current token until it expires"
@@ -406,7 +407,7 @@ func (e *entry) keepWarm(st *tokenState) {
 	if e.env.cfg.DisableKeepWarm || !st.used.Load() || e.state.Load() != st {
 		return
 	}
-	e.start(st, false)
+	e.start(nil, st, false)
 }
 
 // evict drops st if it is still the cached token (a callee answered 401

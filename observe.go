@@ -103,6 +103,12 @@ type Event struct {
 	Err error
 	// Failure classifies Err (EventRetry, EventFailure).
 	Failure FailureKind
+	// Context is the context of the call that started the fetch
+	// (EventFetch, EventFailure, EventStoreHit), for tracing: a fetch is
+	// shared by every caller waiting for it, so it is the child of none,
+	// but it can link to the span of the one that started it. It is nil
+	// for a background refresh. It may have ended: never wait on it.
+	Context context.Context
 }
 
 // Observer receives a Client's events, for metrics. Observe is called

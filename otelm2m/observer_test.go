@@ -245,23 +245,43 @@ func TestCallerSpanLinkedToFetch(t *testing.T) {
 		t.Fatalf("no span %s", name)
 		return nil
 	}
-	fetchOf := func(scopes string) trace.SpanContext {
+	fetchSpan := func(audience, scopes string) sdktrace.ReadOnlySpan {
 		for _, s := range tel.spans.Ended() {
-			if s.Name() == otelm2m.SpanName && spanAttrs(s)[otelm2m.AttrScopes].AsString() == scopes {
-				return s.SpanContext()
+			if a := spanAttrs(s); s.Name() == otelm2m.SpanName && a[otelm2m.AttrAudience].AsString() == audience && a[otelm2m.AttrScopes].AsString() == scopes {
+				return s
 			}
 		}
-		t.Fatalf("no fetch span for %q", scopes)
-		return trace.SpanContext{}
+		t.Fatalf("no fetch span for %s %q", audience, scopes)
+		return nil
 	}
+	fetchOf := func(scopes string) trace.SpanContext { return fetchSpan("event", scopes).SpanContext() }
 
 	first := call("first")
 	require.Len(t, first.Links(), 1)
 	assert.Equal(t, fetchOf("event.create event.view"), first.Links()[0].SpanContext)
+	fetch := fetchSpan("event", "event.create event.view")
+	require.Len(t, fetch.Links(), 1, "the fetch links back to the caller that started it")
+	assert.Equal(t, first.SpanContext(), fetch.Links()[0].SpanContext)
 	assert.Empty(t, call("cached").Links(), "a cache hit waited for no fetch")
 	narrowed := call("narrowed", "event.view")
 	require.Len(t, narrowed.Links(), 1)
 	assert.Equal(t, fetchOf("event.view"), narrowed.Links()[0].SpanContext)
+
+	// A fetch started through a Transport links to the request's span.
+	api := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer api.Close()
+	files, err := c.Source(m2m.Audience{Name: "file", URL: api.URL})
+	require.NoError(t, err)
+	reqCtx, reqSpan := tp.Tracer("test").Start(context.Background(), "request")
+	req, err := http.NewRequestWithContext(reqCtx, http.MethodGet, api.URL+"/files", nil)
+	require.NoError(t, err)
+	resp, err := m2m.NewTransport(nil, files).RoundTrip(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	reqSpan.End()
+	viaTransport := fetchSpan("file", "")
+	require.Len(t, viaTransport.Links(), 1)
+	assert.Equal(t, reqSpan.SpanContext(), viaTransport.Links()[0].SpanContext)
 
 	// Without a recording span, nothing is linked and nothing allocated.
 	ctx := context.Background()

@@ -45,9 +45,10 @@ func (o *Observer) noteRetry(ev m2m.Event) {
 // background for every caller waiting on it, so it is the child of none of
 // them. Without a recording span it costs nothing over src.TokenContext.
 //
-// m2m's Event carries no caller context, so this is the only way to link
-// a fetch to its callers; an m2m.Transport or m2mgrpc.Credentials calls
-// src.TokenContext itself, and their fetches stay unlinked.
+// The fetch's span links to the span of the caller that started it
+// whichever way it came (an m2m.Transport, m2mgrpc.Credentials,
+// TokenContext); TokenContext adds the links from the other callers that
+// waited for it.
 func (o *Observer) TokenContext(ctx context.Context, src *m2m.TokenSource) (*oauth2.Token, error) {
 	span := trace.SpanFromContext(ctx)
 	if !span.IsRecording() {
@@ -78,9 +79,10 @@ func (o *Observer) lastFetch(k fetchKey) trace.SpanContext {
 // client span that began Duration ago, with its retries as events.
 //
 // The span is the root of its own trace: the fetch runs in the background
-// under the Client's context, shared by every caller waiting for it, and
-// m2m's Event carries no caller context. Callers that go through
-// TokenContext link their spans to it.
+// under the Client's context, shared by every caller waiting for it. It
+// links to the span of the caller that started it (Event.Context), if
+// that one was recorded; callers that go through TokenContext link their
+// spans to it.
 func (o *Observer) fetchSpan(ev m2m.Event) {
 	now := time.Now()
 	k := fetchKey{ev.Audience, ev.Scopes}
@@ -90,8 +92,14 @@ func (o *Observer) fetchSpan(ev m2m.Event) {
 	o.mu.Unlock()
 
 	attrs := append(slices.Clip(o.server), AttrAudience.String(ev.Audience), AttrScopes.String(ev.Scopes), AttrAttempts.Int(ev.Attempts))
-	_, span := o.tracer.Start(context.Background(), SpanName, trace.WithSpanKind(trace.SpanKindClient),
-		trace.WithTimestamp(now.Add(-ev.Duration)), trace.WithAttributes(attrs...))
+	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithTimestamp(now.Add(-ev.Duration)), trace.WithAttributes(attrs...)}
+	if ev.Context != nil {
+		if sc := trace.SpanContextFromContext(ev.Context); sc.IsValid() {
+			opts = append(opts, trace.WithLinks(trace.Link{SpanContext: sc}))
+		}
+	}
+	_, span := o.tracer.Start(context.Background(), SpanName, opts...)
 	for _, r := range retries {
 		span.AddEvent("retry", trace.WithTimestamp(r.at),
 			trace.WithAttributes(AttrErrorType.String(r.kind), attribute.Float64("m2m.retry.delay", r.wait.Seconds())))

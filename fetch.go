@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"sync/atomic"
 	"time"
@@ -122,11 +123,10 @@ func retryable(err error) bool {
 // credential version; what changes per request (a signed assertion) is
 // added to a copy.
 type prepared struct {
-	ep    *endpointInfo
-	cred  *credential
-	body  []byte
-	ctype string
-	basic string // the Authorization header value, or ""
+	ep     *endpointInfo
+	cred   *credential
+	body   []byte
+	header http.Header // Content-Type, Accept and Authorization (Basic), cloned per request
 }
 
 // prepare returns e's request body for ep and cred, building it on first
@@ -141,7 +141,11 @@ func (e *entry) prepare(ep *endpointInfo, cred *credential, cache *atomic.Pointe
 	if err != nil {
 		return nil, fmt.Errorf("m2m: building token request: %w", err)
 	}
-	p := &prepared{ep: ep, cred: cred, body: body, ctype: ctype, basic: basic}
+	h := http.Header{"Content-Type": {ctype}, "Accept": {"application/json"}}
+	if basic != "" {
+		h["Authorization"] = []string{basic}
+	}
+	p := &prepared{ep: ep, cred: cred, body: body, header: h}
 	cache.Store(p)
 	return p, nil
 }
@@ -174,10 +178,9 @@ func (e *entry) attempt(ctx context.Context, ep *endpointInfo, cred *credential,
 	if err != nil {
 		return nil, 0, fmt.Errorf("m2m: building token request: %w", err)
 	}
-	req.Header = http.Header{"Content-Type": {p.ctype}, "Accept": {"application/json"}}
-	if p.basic != "" {
-		req.Header["Authorization"] = []string{p.basic}
-	}
+	// The value slices are shared, as in withAuth: transports replace
+	// header values, they do not write into them.
+	req.Header = maps.Clone(p.header)
 	wantType := "Bearer"
 	if d := e.env.dpop; d != nil {
 		proof, err := d.proof(http.MethodPost, req.URL, "", e.env.clock.Now())

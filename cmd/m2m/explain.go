@@ -21,6 +21,11 @@ import (
 var (
 	tokenFlags = flagNames(map[string]string{
 		"TokenURL":                             "--token-url",
+		"Issuer":                               "--issuer",
+		"PrivateKeyFile":                       "--private-key-file",
+		"ClientAssertionFile":                  "--client-assertion-file",
+		"KeyID":                                "--key-id",
+		"Audience.Resource":                    "--resource",
 		"set TokenURL to":                      "give --token-url",
 		"ClientID":                             "--client-id",
 		"ClientSecret":                         "the client secret",

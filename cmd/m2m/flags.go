@@ -26,6 +26,7 @@ type command struct {
 	order    []string          // flag names in the order they were declared
 	must     map[string]bool   // flags that need a value
 	args     []string          // positional arguments, once parsed
+	flagged  map[string]bool   // flags given on the command line, not by their variable
 }
 
 func newCommand(name, synopsis, about string) *command {
@@ -102,6 +103,7 @@ func (c *command) parse(args []string, stdout io.Writer) error {
 	}
 	c.args = positional
 	given := c.given()
+	c.flagged = given
 	for name, env := range c.env {
 		if given[name] {
 			continue

@@ -122,7 +122,7 @@ func TestCommandLineMistakes(t *testing.T) {
 		{"empty value", []string{"token", "--token-url", "", "--client-id", "x"}, "--token-url was given an empty value"},
 		{"empty value with =", []string{"clients", "list", "--core-url="}, "--core-url was given an empty value"},
 		{"empty list value", []string{"token", "--scope", " , "}, `invalid value " , " for flag --scope: empty value`},
-		{"required flag", []string{"token", "--client-id", "x"}, "--token-url (or $M2M_TOKEN_URL) is required"},
+		{"required flag", []string{"token", "--client-id", "x"}, "--token-url (or $M2M_TOKEN_URL) or --issuer (or $M2M_ISSUER) is required"},
 		{"extra argument to token", []string{"token", "--token-url", "http://127.0.0.1:1/t", "--client-id", "x", "--client-secret-file", "f", "stray"}, `unexpected argument "stray"`},
 		{"extra argument to devserver", []string{"devserver", "--addr", "127.0.0.1:0", "stray"}, `m2m devserver: unexpected argument "stray"`},
 		{"extra argument to demo", []string{"demo", "stray"}, `unexpected argument "stray"`},

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,34 +17,55 @@ import (
 const defaultTimeout = 30 * time.Second
 
 func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	c := newCommand("token", "token --token-url URL --client-id ID [--audience A] [--scope S]... [flags]",
+	c := newCommand("token", "token --token-url URL|--issuer URL --client-id ID [--audience A] [--scope S]... [flags]",
 		"Prints an access token of the client-credentials grant, e.g. for\n"+
 			"  curl -H \"Authorization: Bearer $(m2m token ...)\" URL\n"+
-			"The client secret comes from --client-secret-file, else --client-secret,\n"+
-			"else $M2M_CLIENT_SECRET.")
+			"The client authenticates with --private-key-file (private_key_jwt),\n"+
+			"--client-assertion-file or a client secret: --client-secret-file, else\n"+
+			"--client-secret, else $M2M_CLIENT_SECRET.")
 	tokenURL := c.String("token-url", "URL", "M2M_TOKEN_URL", "", "token endpoint, e.g. http://127.0.0.1:3567/auth/oauth/token")
+	issuer := c.String("issuer", "URL", "M2M_ISSUER", "", "authorization server whose metadata names the token endpoint (instead of --token-url)")
 	clientID := c.String("client-id", "ID", "M2M_CLIENT_ID", "", "OAuth2 client id")
 	secretFile := c.String("client-secret-file", "FILE", "", "", "file holding the client secret")
 	secretFlag := c.String("client-secret", "SECRET", "", "", "client secret; visible in the process list, prefer --client-secret-file or $M2M_CLIENT_SECRET")
+	keyFile := c.String("private-key-file", "FILE", "", "", "PEM or JWK private key: authenticate with signed assertions (private_key_jwt) instead of a secret")
+	keyID := c.String("key-id", "KID", "", "", "kid of the assertions signed with --private-key-file")
+	assertionFile := c.String("client-assertion-file", "FILE", "", "", "file holding a ready-made client assertion (a workload identity token)")
+	dpopKeyFile := c.String("dpop-key-file", "FILE", "", "", "PEM or JWK private key: ask for a DPoP-bound token (RFC 9449)")
 	audience := c.String("audience", "NAME", "", "", "audience to ask for, e.g. event")
+	resource := c.String("resource", "URI", "", "", "resource indicator to send (RFC 8707), e.g. https://calendar.example.com")
 	var scopes listFlag
 	c.Var(&scopes, "scope", "SCOPE", "scope to ask for; repeatable, or several separated by spaces or commas")
-	authMethod := c.String("auth-method", "basic|post", "", "basic", "client authentication: basic (client_secret_basic) or post (client_secret_post)")
+	authMethod := c.String("auth-method", "basic|post", "", "", "how the secret is sent: basic (client_secret_basic) or post (client_secret_post); default basic, or what the --issuer's metadata lists")
 	encoding := c.String("encoding", "form|json", "", "form", "request body: form or json")
 	asJSON := c.Bool("json", "print the whole response, with the computed expiry, as JSON")
 	insecure := c.Bool("insecure-http", "allow plain http to a token endpoint that is not on loopback")
 	timeout := c.Duration("timeout", defaultTimeout, "give up after this long")
-	c.require("token-url", "client-id")
+	c.require("client-id")
 	if err := c.parse(args, stdout); err != nil {
 		return err
 	}
 	if err := c.noArgs(); err != nil {
 		return err
 	}
-	cfg := m2m.Config{TokenURL: *tokenURL, ClientID: *clientID, AllowInsecureHTTP: *insecure}
+	switch {
+	case *tokenURL == "" && *issuer == "":
+		return usagef("--token-url (or $M2M_TOKEN_URL) or --issuer (or $M2M_ISSUER) is required")
+	case *tokenURL == "" || *issuer == "":
+	case c.flagged["token-url"] && !c.flagged["issuer"]:
+		*issuer = "" // the flag beats the other's variable
+	case c.flagged["issuer"] && !c.flagged["token-url"]:
+		*tokenURL = ""
+	default:
+		return usagef("give --token-url or --issuer, not both")
+	}
+	cfg := m2m.Config{TokenURL: *tokenURL, Issuer: *issuer, ClientID: *clientID, AllowInsecureHTTP: *insecure,
+		PrivateKeyFile: *keyFile, KeyID: *keyID, ClientAssertionFile: *assertionFile}
 	var err error
-	if cfg.AuthStyle, err = authStyle(*authMethod); err != nil {
-		return err
+	if *authMethod != "" {
+		if cfg.AuthStyle, err = authStyle(*authMethod); err != nil {
+			return err
+		}
 	}
 	switch *encoding {
 	case "form":
@@ -56,8 +78,17 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usagef("--timeout must be positive, got %s", *timeout)
 	}
 	cfg.FetchTimeout = *timeout
-	if cfg.ClientSecret, err = clientSecret(c.given(), *secretFile, *secretFlag, stderr); err != nil {
-		return err
+	if *dpopKeyFile != "" {
+		if cfg.DPoPKey, err = readKey(*dpopKeyFile); err != nil {
+			return fmt.Errorf("--dpop-key-file: %w", err)
+		}
+	}
+	if *keyFile == "" && *assertionFile == "" {
+		if cfg.ClientSecret, err = clientSecret(c.given(), *secretFile, *secretFlag, stderr); err != nil {
+			return err
+		}
+	} else if c.given()["client-secret-file"] || c.given()["client-secret"] {
+		return usagef("give one client credential: a secret, --private-key-file or --client-assertion-file")
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
@@ -66,7 +97,7 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return explainConfig(err, tokenFlags)
 	}
 	defer client.Close()
-	src, err := client.Source(m2m.Audience{Name: *audience, Scopes: scopes})
+	src, err := client.Source(m2m.Audience{Name: *audience, Scopes: scopes, Resource: *resource})
 	if err != nil {
 		return explainConfig(err, tokenFlags)
 	}
@@ -87,6 +118,16 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		"expiry":       tok.Expiry.UTC().Format(time.RFC3339),
 		"scope":        tok.Extra("scope"),
 	})
+}
+
+// readKey reads a private key file (PEM or JWK) as m2m.ParsePrivateKey
+// does; its errors never quote the file.
+func readKey(file string) (crypto.Signer, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	return m2m.ParsePrivateKey(b)
 }
 
 func authStyle(method string) (m2m.AuthStyle, error) {

@@ -179,6 +179,79 @@ func BenchmarkRoundTripParallel(b *testing.B) {
 	}
 }
 
+// BenchmarkRoundTripPaired: BenchmarkRoundTrip's m2m and x/oauth2
+// Transports in alternating batches of 64 requests, serially and from
+// every core at once, so that a busy machine slows both alike. It reports
+// the median time per request of each (the base's own few nanoseconds
+// included) and their ratio.
+func BenchmarkRoundTripPaired(b *testing.B) {
+	const batch = 64
+	srv, _ := benchServer(b, 0)
+	src, peer := benchSources(b, srv.URL)
+	resp := &http.Response{StatusCode: http.StatusOK, Body: http.NoBody}
+	base := roundTripFunc(func(*http.Request) (*http.Response, error) { return resp, nil })
+	rts := [2]http.RoundTripper{NewTransport(base, src), &oauth2.Transport{Source: peer, Base: base}}
+	newReq := func() *http.Request {
+		req, _ := http.NewRequest(http.MethodGet, "https://calendar.test/events", nil)
+		req.Header.Set("Accept", "application/json")
+		req.Header.Set("User-Agent", "task-service/1.0")
+		return req
+	}
+	// round times one batch of each, in an order that alternates with i.
+	round := func(b *testing.B, req *http.Request, i int, took *[2][]time.Duration) {
+		for k := range 2 {
+			j := (i + k) % 2
+			t0 := time.Now()
+			for range batch {
+				if _, err := rts[j].RoundTrip(req); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+			took[j] = append(took[j], time.Since(t0))
+		}
+	}
+	report := func(b *testing.B, took *[2][]time.Duration) {
+		var med [2]float64
+		for j := range took {
+			slices.Sort(took[j])
+			med[j] = float64(took[j][len(took[j])/2]) / batch
+		}
+		b.ReportMetric(med[0], "m2m-ns/req")
+		b.ReportMetric(med[1], "x-oauth2-ns/req")
+		b.ReportMetric(med[0]/med[1], "m2m/x-oauth2")
+	}
+	b.Run("serial", func(b *testing.B) {
+		var took [2][]time.Duration
+		req := newReq()
+		i := 0
+		for b.Loop() {
+			round(b, req, i, &took)
+			i++
+		}
+		report(b, &took)
+	})
+	b.Run("parallel", func(b *testing.B) {
+		var mu sync.Mutex
+		var took [2][]time.Duration
+		b.RunParallel(func(pb *testing.PB) {
+			var mine [2][]time.Duration
+			req := newReq()
+			i := 0
+			for pb.Next() {
+				round(b, req, i, &mine)
+				i++
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for j := range took {
+				took[j] = append(took[j], mine[j]...)
+			}
+		})
+		report(b, &took)
+	})
+}
+
 // burst runs n goroutines that each get a token, and returns when all
 // have an answer.
 func burst(n int, get func() error) (failed int64) {

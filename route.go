@@ -74,7 +74,13 @@ func originOf(u *url.URL) origin {
 	if scheme != "http" && scheme != "https" {
 		scheme = strings.ToLower(scheme)
 	}
-	return origin{scheme, canonicalHost(u.Hostname()), portOf(scheme, u.Port())}
+	host, port := u.Host, ""
+	if strings.IndexByte(host, '[') >= 0 {
+		host, port = u.Hostname(), u.Port() // an IPv6 literal
+	} else if i := strings.LastIndexByte(host, ':'); i >= 0 {
+		host, port = host[:i], host[i+1:]
+	}
+	return origin{scheme, canonicalHost(host), portOf(scheme, port)}
 }
 
 // sameOrigin reports whether o is r's scheme, host and port.
@@ -129,9 +135,15 @@ var readings = []reading{
 func routeOf(routes []route, u *url.URL) *TokenSource {
 	o := originOf(u)
 	esc := u.EscapedPath()
+	if !ambiguousPath(esc) {
+		if esc == "" {
+			esc = "/"
+		}
+		return longestMatch(routes, o, esc, false) // the common case: one reading
+	}
 	src := longestMatch(routes, o, canonicalPath(esc, decodeNone, false), false)
-	if src == nil || !ambiguousPath(esc) {
-		return src
+	if src == nil {
+		return nil
 	}
 	for _, r := range readings {
 		p := esc
@@ -210,7 +222,17 @@ func sameHost(h string, u *url.URL) bool {
 // differently on different servers: it has empty segments or (perhaps
 // encoded) dot segments.
 func ambiguousPath(esc string) bool {
-	return strings.Contains(esc, "//") || strings.Contains(esc, "/.") || strings.Contains(esc, "%")
+	for i := 0; i < len(esc); i++ {
+		switch esc[i] {
+		case '%':
+			return true
+		case '/':
+			if i+1 < len(esc) && (esc[i+1] == '/' || esc[i+1] == '.') {
+				return true
+			}
+		}
+	}
+	return len(esc) > 0 && esc[0] != '/'
 }
 
 // decoding says which escapes a reading of a path decodes before it

@@ -11,7 +11,7 @@ raw=$(mktemp)
 series=$(mktemp)
 trap 'rm -f "$raw" "$series"' EXIT
 echo "# $(date -u +%Y-%m-%d) $(go version | cut -d' ' -f3-4), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-go test -run '^$' -bench '^Benchmark(Token|TokenParallel|RoundTrip|RoundTripParallel|Fetch|FetchPaired)$' -benchmem -count "${COUNT:-5}" . | tee -a "$raw"
+go test -run '^$' -bench '^Benchmark(Token|TokenParallel|RoundTrip|RoundTripParallel|RoundTripPaired|Fetch|FetchPaired)$' -benchmem -count "${COUNT:-5}" . | tee -a "$raw"
 go test -run '^$' -bench '^BenchmarkColdBurst' -benchmem -benchtime 5x -count 3 . | tee -a "$raw"
 go test -run '^$' -bench '^BenchmarkDPoPProof(Paired)?$' -benchmem -count "${COUNT:-5}" . | tee -a "$raw"
 go test -run '^$' -bench '^BenchmarkVerify$' -benchmem -count "${COUNT:-5}" ./verify/ | tee -a "$raw"

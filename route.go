@@ -38,13 +38,17 @@ func newRoute(u *url.URL) route {
 }
 
 // checkRoutePath refuses an audience URL whose path servers may read in
-// more than one way: with dot segments, empty segments or escaped
-// unreserved characters, or with escapes that decode into any of those.
+// more than one way: with dot segments, empty segments, escaped
+// unreserved characters, ';' or '\', or with escapes that decode into any
+// of those.
 // Such a prefix has no single meaning to match requests against.
 func checkRoutePath(u *url.URL) error {
 	esc := u.EscapedPath()
 	if want := canonicalPath(esc, decodeUnreserved, true); esc != "" && !strings.EqualFold(esc, want) {
 		return fmt.Errorf("path %q reads differently on different servers (dot segments, empty segments or escaped letters); write it as %q", esc, want)
+	}
+	if strings.ContainsAny(u.Path, ";\\") {
+		return fmt.Errorf("path %q holds ';' or '\\', which servers read in different ways", esc)
 	}
 	if dec := u.Path; dec != "" && canonicalPath(dec, verbatim, true) != dec {
 		return fmt.Errorf("path %q decodes to %q, which holds dot or empty segments", esc, dec)
@@ -52,9 +56,11 @@ func checkRoutePath(u *url.URL) error {
 	return nil
 }
 
-// canonicalHost lower-cases h and drops a trailing dot; it allocates only
-// when there is an upper-case letter to fold.
-func canonicalHost(h string) string { return strings.TrimSuffix(strings.ToLower(h), ".") }
+// canonicalHost lower-cases h; it allocates only when there is an
+// upper-case letter to fold. A trailing dot is kept: "calendar.prod." is
+// an absolute name, while "calendar.prod" may resolve through a search
+// domain to another host, so the two are not the same.
+func canonicalHost(h string) string { return strings.ToLower(h) }
 
 func portOf(scheme, port string) string {
 	if port != "" {
@@ -103,23 +109,60 @@ func (r *route) holds(p string, decoded bool) bool {
 
 // reading is one way a server may resolve a request path before it
 // routes: on the escaped or the decoded path, with some escapes decoded,
-// with empty segments merged or kept.
+// with empty segments merged or kept, after a rewrite of its own.
 type reading struct {
 	decoded bool
 	dec     decoding
 	merge   bool
+	rewrite func(string) string // applied before dot segments are resolved; nil for none
 }
 
 // readings are the resolutions routeOf checks beyond the first (RFC 3986
 // §5.2.4 on the escaped path, nothing decoded).
 var readings = []reading{
-	{false, decodeNone, true},
-	{false, decodeDots, false},
-	{false, decodeDots, true},
-	{false, decodeUnreserved, false},
-	{false, decodeUnreserved, true},
-	{true, verbatim, false},
-	{true, verbatim, true},
+	{false, decodeNone, true, nil},
+	{false, decodeDots, false, nil},
+	{false, decodeDots, true, nil},
+	{false, decodeUnreserved, false, nil},
+	{false, decodeUnreserved, true, nil},
+	{false, decodeUnreserved, false, dropParams},
+	{false, decodeUnreserved, false, backslashes},
+	{true, verbatim, false, nil},
+	{true, verbatim, true, nil},
+	{true, verbatim, false, dropParams},
+	{true, verbatim, false, backslashes},
+	{true, verbatim, false, decodeAgain},
+}
+
+// dropParams removes the ";…" parameters of every segment, as servlet
+// containers do before they resolve "..": "/api/..;/admin" is "/admin"
+// to them.
+func dropParams(p string) string {
+	if !strings.Contains(p, ";") {
+		return p
+	}
+	segs := strings.Split(p, "/")
+	for i, s := range segs {
+		if j := strings.IndexByte(s, ';'); j >= 0 {
+			segs[i] = s[:j]
+		}
+	}
+	return strings.Join(segs, "/")
+}
+
+// backslashes makes every backslash, plain or escaped, a separator, as
+// some servers do.
+func backslashes(p string) string {
+	return strings.NewReplacer(`\`, "/", "%5C", "/", "%5c", "/").Replace(p)
+}
+
+// decodeAgain decodes an already decoded path once more, as servers that
+// decode twice do: "%252e%252e" is ".." to them.
+func decodeAgain(p string) string {
+	if q, err := url.PathUnescape(p); err == nil {
+		return q
+	}
+	return p
 }
 
 // routeOf returns the source whose audience holds u, or nil. The path is
@@ -129,9 +172,11 @@ var readings = []reading{
 // every reading: RFC 3986 §5.2.4 on the escaped path with no escape
 // decoded, with only "%2E" decoded, and with every unreserved character
 // decoded (§6.2.2.2); each with and without empty segments merged (as
-// many servers and proxies do); and the fully decoded path (as servers
-// that decode before routing see it). Otherwise the request gets no
-// token.
+// many servers and proxies do); the fully decoded path (as servers that
+// decode before routing see it), and that decoded once more; and, on the
+// escaped and the decoded path, with ";" parameters dropped from each
+// segment (servlet containers) and with backslashes as separators.
+// Otherwise the request gets no token.
 func routeOf(routes []route, u *url.URL) *TokenSource {
 	o := originOf(u)
 	esc := u.EscapedPath()
@@ -150,6 +195,9 @@ func routeOf(routes []route, u *url.URL) *TokenSource {
 		if r.decoded {
 			p = u.Path
 		}
+		if r.rewrite != nil {
+			p = r.rewrite(p)
+		}
 		if longestMatch(routes, o, canonicalPath(p, r.dec, r.merge), r.decoded) != src {
 			return nil
 		}
@@ -163,6 +211,7 @@ func routeOf(routes []route, u *url.URL) *TokenSource {
 // path the first match is the longest.
 func longestMatch(routes []route, o origin, p string, decoded bool) *TokenSource {
 	var best *route
+	tie := false
 	for i := range routes {
 		r := &routes[i]
 		if !r.sameOrigin(o) || !r.holds(p, decoded) {
@@ -171,11 +220,14 @@ func longestMatch(routes []route, o origin, p string, decoded bool) *TokenSource
 		if !decoded {
 			return r.src
 		}
-		if best == nil || len(r.decoded) > len(best.decoded) {
-			best = r
+		switch {
+		case best == nil || len(r.decoded) > len(best.decoded):
+			best, tie = r, false
+		case len(r.decoded) == len(best.decoded) && r.src != best.src:
+			tie = true // "/a%2Fb" and "/a/b": one place to a server that decodes
 		}
 	}
-	if best == nil {
+	if best == nil || tie {
 		return nil
 	}
 	return best.src
@@ -201,8 +253,8 @@ func requestRoute(routes []route, req *http.Request) *TokenSource {
 
 // hopRoute is requestRoute for one request, without its chain.
 func hopRoute(routes []route, req *http.Request) *TokenSource {
-	if req.URL == nil {
-		return nil
+	if req.URL == nil || req.URL.Opaque != "" {
+		return nil // an opaque URL is sent as it is: its target is not URL.Host and URL.Path
 	}
 	if req.Host != "" && req.Host != req.URL.Host && !sameHost(req.Host, req.URL) {
 		return nil
@@ -224,7 +276,7 @@ func sameHost(h string, u *url.URL) bool {
 func ambiguousPath(esc string) bool {
 	for i := 0; i < len(esc); i++ {
 		switch esc[i] {
-		case '%':
+		case '%', ';', '\\':
 			return true
 		case '/':
 			if i+1 < len(esc) && (esc[i+1] == '/' || esc[i+1] == '.') {

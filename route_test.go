@@ -48,6 +48,11 @@ func TestRouteMatchesEscapedPath(t *testing.T) {
 		{"/%61pi/x", nil},                // %61 is "a" once decoded, "%61pi" before
 		{"/api/%7Ex", api},               // every reading stays in /api
 		{"/api%2Fx", nil},                // escaped: one segment under /; decoded: /api/x
+		{"/api/..;/x", nil},              // servlet containers drop ";" parameters: /x
+		{"/public/..;/api/x", nil},       // likewise: /api/x
+		{"/api/items;v=2", api},          // every reading stays in /api
+		{"/api/..%5Cx", nil},             // a backslash is a separator to some servers: /x
+		{"/api/%252e%252e/x", nil},       // decoded twice: /x
 	}
 	for _, tc := range tests {
 		t.Run(tc.path, func(t *testing.T) {
@@ -92,6 +97,43 @@ func TestRouteWithEscapedPrefix(t *testing.T) {
 	}
 }
 
+// Two audiences that are one place to a server that decodes before it
+// routes get no token on the path where they meet; an opaque URL (sent as
+// it is, whatever URL.Host and URL.Path say) gets none; a trailing dot
+// names another host.
+func TestRouteRefusesWhatServersReadAnotherWay(t *testing.T) {
+	t.Parallel()
+	ab, ab2 := &TokenSource{}, &TokenSource{}
+	var routes []route
+	for _, r := range []struct {
+		raw string
+		src *TokenSource
+	}{{"https://files.test/a%2Fb/", ab}, {"https://files.test/a/b/", ab2}} {
+		u, err := url.Parse(r.raw)
+		require.NoError(t, err)
+		require.NoError(t, checkRoutePath(u))
+		rt := newRoute(u)
+		rt.src = r.src
+		routes = append(routes, rt)
+	}
+	name := map[*TokenSource]string{ab: "a%2Fb", ab2: "a/b", nil: "none"}
+	for raw, want := range map[string]*TokenSource{
+		"https://files.test/a%2Fb/x":  nil, // decoded, it is /a/b/x: both audiences
+		"https://files.test/a/b/x":    ab2,
+		"https://files.test./a/b/x":   nil,
+		"https://FILES.TEST/a/b/x":    ab2,
+		"https://files.test:443/a/b/": ab2,
+	} {
+		u, err := url.Parse(raw)
+		require.NoError(t, err)
+		assert.Equal(t, name[want], name[routeOf(routes, u)], raw)
+	}
+	req := httptest.NewRequest(http.MethodGet, "https://files.test/a/b/x", nil)
+	require.Equal(t, ab2, requestRoute(routes, req))
+	req.URL.Opaque = "//evil.test/a/b/x"
+	assert.Nil(t, requestRoute(routes, req), "an opaque URL is not matched")
+}
+
 func TestNoTokenWhenHostHeaderNamesAnotherHost(t *testing.T) {
 	t.Parallel()
 	ts := newTokenServer(t)
@@ -104,7 +146,7 @@ func TestNoTokenWhenHostHeaderNamesAnotherHost(t *testing.T) {
 		"":                              true,
 		u.Host:                          true,
 		strings.ToUpper(u.Host):         true,
-		"127.0.0.1." + ":" + u.Port():   true,
+		"127.0.0.1." + ":" + u.Port():   false, // an absolute name, not the address
 		"other.test":                    false,
 		"other.test:" + u.Port():        false,
 		u.Hostname() + ":1":             false,

@@ -93,6 +93,8 @@ func TestSourceChecksAudience(t *testing.T) {
 		{"empty segment", Audience{Name: "e", URL: "https://x.test//api"}, `write it as "/api"`},
 		{"escaped letter", Audience{Name: "e", URL: "https://x.test/%61pi"}, `write it as "/api"`},
 		{"decodes to dot-dot", Audience{Name: "e", URL: "https://x.test/a%2F..%2Fb"}, "dot or empty segments"},
+		{"path parameter", Audience{Name: "e", URL: "https://x.test/api;v=1/"}, "';' or '\\'"},
+		{"escaped backslash", Audience{Name: "e", URL: "https://x.test/a%5Cb"}, "';' or '\\'"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

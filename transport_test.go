@@ -185,7 +185,8 @@ func TestTransportPortAndScheme(t *testing.T) {
 	tr := NewTransport(nil, src)
 	for u, want := range map[string]bool{
 		"https://calendar.test/x":      true,
-		"https://CALENDAR.test./x":     true,
+		"https://CALENDAR.test/x":      true,
+		"https://calendar.test./x":     false, // an absolute name: not what a search domain makes of "calendar.test"
 		"https://calendar.test:443/x":  true,
 		"https://calendar.test:8443/x": false,
 		"http://calendar.test/x":       false,

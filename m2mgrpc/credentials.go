@@ -239,7 +239,9 @@ func tokenStatus(err error) error {
 	return status.Error(code, "m2mgrpc: no token: "+err.Error())
 }
 
-func normalHost(h string) string { return strings.TrimSuffix(strings.ToLower(h), ".") }
+// normalHost lower-cases h. A trailing dot is kept: an absolute name may
+// not be the host a search domain makes of the same name without it.
+func normalHost(h string) string { return strings.ToLower(h) }
 
 // isLoopback reports whether host is "localhost" itself or a literal
 // loopback IP address, the rule m2m applies to plain-http URLs. A name

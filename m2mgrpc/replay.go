@@ -47,10 +47,11 @@ func (c *Credentials) Unary(ctx context.Context, method string, req, reply any, 
 	}
 	again := &sent{}
 	err = invoker(context.WithValue(ctx, sentKey{}, again), method, req, reply, cc, opts...)
-	if status.Code(err) == codes.Unauthenticated {
-		if p, q := first.token.Load(), again.token.Load(); p != nil && q != nil && *p != *q {
-			c.src.PauseEvictions(c.scoped(ctx, method))
-		}
+	if status.Code(err) == codes.Unauthenticated && again.token.Load() != nil {
+		// The token had after the eviction was refused too (even if the
+		// server handed out the same one again): the callee, not the
+		// token, is the problem.
+		c.src.PauseEvictions(c.scoped(ctx, method))
 	}
 	return err
 }

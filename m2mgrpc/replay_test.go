@@ -2,6 +2,9 @@ package m2mgrpc_test
 
 import (
 	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -10,10 +13,13 @@ import (
 	"github.com/m2mauth/m2m"
 	"github.com/m2mauth/m2m/m2mgrpc"
 	"github.com/m2mauth/m2m/m2mgrpc/internal/authtest"
+	"github.com/m2mauth/m2m/m2mgrpc/internal/calendarpb"
 	"github.com/m2mauth/m2m/verify"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
@@ -182,4 +188,39 @@ func TestCalleeRefusingEveryToken(t *testing.T) {
 	}
 	assert.Equal(t, int32(5), decisions.Load(), "no replay while evictions are paused")
 	assert.Equal(t, 2, countRequests(auth, "event.create"), "no fetch while evictions are paused")
+}
+
+// A server that hands out the same token again does not turn a refusing
+// callee into one token request per RPC: a refusal of the token had after
+// the eviction pauses evictions, whatever its value.
+func TestSameTokenRefusedAgainPauses(t *testing.T) {
+	var fetches atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetches.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"access_token":"same-token","token_type":"Bearer","expires_in":3600}`)
+	}))
+	t.Cleanup(srv.Close)
+	client, err := m2m.New(m2m.Config{TokenURL: srv.URL, ClientID: "task", ClientSecret: "s3cr3t", ErrorCacheTTL: time.Hour})
+	require.NoError(t, err)
+	t.Cleanup(func() { client.Close() })
+	src, err := client.Source(m2m.Audience{Name: "event"})
+	require.NoError(t, err)
+	c := newCreds(t, m2mgrpc.CredentialsConfig{Source: src})
+	ri := credentials.RequestInfo{Method: calendarpb.CreateEvent,
+		AuthInfo: credentials.TLSInfo{CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity}}}
+	var sent atomic.Int32
+	refuse := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, opts ...grpc.CallOption) error {
+		if _, err := c.GetRequestMetadata(credentials.NewContextWithRequestInfo(ctx, ri), "https://calendar.example.com/calendar.v1.Calendar"); err != nil {
+			return err
+		}
+		sent.Add(1)
+		return status.Error(codes.Unauthenticated, "refused")
+	}
+	for range 10 {
+		err := c.Unary(ctxT(t), ri.Method, nil, nil, nil, refuse)
+		assert.Equal(t, codes.Unauthenticated, status.Code(err))
+	}
+	assert.EqualValues(t, 2, fetches.Load(), "the first token and one after the eviction")
+	assert.EqualValues(t, 11, sent.Load(), "one replay, then none while evictions are paused")
 }

@@ -239,7 +239,7 @@ func (e *entry) get(ctx context.Context) (*tokenState, error) {
 		case stale:
 			st.used.Store(true)
 			if e.inflight.Load() == nil && e.env.clock.Now().UnixNano() >= e.retryAt.Load() {
-				e.start(ctx, st, false)
+				e.start(nil, st, false) // a refresh the caller does not wait for
 			}
 			if e.env.obs != nil {
 				e.observe(Event{Kind: EventStaleServe})

@@ -62,6 +62,7 @@ func (e *DiscoveryError) Retryable() bool {
 // new one; request bodies are cached per endpointInfo.
 type endpointInfo struct {
 	tokenURL     string
+	assertionAud string // the aud of client assertions: the token endpoint, never its mTLS alias
 	secretInBody bool
 	at           time.Time // when it was discovered; zero when configured
 }
@@ -79,7 +80,7 @@ type endpoint struct {
 func newEndpoint(e *env) *endpoint {
 	p := &endpoint{env: e}
 	if e.cfg.TokenURL != "" {
-		p.cur = &endpointInfo{tokenURL: e.cfg.TokenURL, secretInBody: e.cfg.AuthStyle == AuthStyleInBody}
+		p.cur = &endpointInfo{tokenURL: e.cfg.TokenURL, assertionAud: e.cfg.TokenURL, secretInBody: e.cfg.AuthStyle == AuthStyleInBody}
 	}
 	return p
 }
@@ -222,7 +223,7 @@ func (p *endpoint) use(md *metadata) (*endpointInfo, error) {
 	if _, err := wire.CheckURL(tokenURL, cfg.AllowInsecureHTTP); err != nil {
 		return nil, fmt.Errorf("%w: %s %q %v", ErrInvalidResponse, field, truncateText(tokenURL, 200), err)
 	}
-	info := &endpointInfo{tokenURL: tokenURL, at: p.env.clock.Now()}
+	info := &endpointInfo{tokenURL: tokenURL, assertionAud: md.TokenEndpoint, at: p.env.clock.Now()}
 	switch cfg.AuthStyle {
 	case AuthStyleInBody:
 		info.secretInBody = true

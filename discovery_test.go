@@ -137,6 +137,7 @@ func TestDiscoveryMTLSAlias(t *testing.T) {
 			}
 			require.NoError(t, err)
 			assert.Equal(t, tc.want, info.tokenURL)
+			assert.Equal(t, md.TokenEndpoint, info.assertionAud, "assertions name the token endpoint, not its alias")
 		})
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net/http"
 	"sync/atomic"
 	"time"
@@ -159,7 +158,7 @@ func (e *entry) attempt(ctx context.Context, ep *endpointInfo, cred *credential,
 		return nil, 0, err
 	}
 	body := p.body
-	sent, err := cred.perRequest(ctx, e.req.ClientID, cmp(e.env.auth.audience, ep.tokenURL), e.env.clock.Now())
+	sent, err := cred.perRequest(ctx, e.req.ClientID, cmp(e.env.auth.audience, ep.assertionAud), e.env.clock.Now())
 	if err != nil {
 		return nil, 0, err
 	}
@@ -178,9 +177,9 @@ func (e *entry) attempt(ctx context.Context, ep *endpointInfo, cred *credential,
 	if err != nil {
 		return nil, 0, fmt.Errorf("m2m: building token request: %w", err)
 	}
-	// The value slices are shared, as in withAuth: transports replace
-	// header values, they do not write into them.
-	req.Header = maps.Clone(p.header)
+	// A deep copy: a caller's transport that wrote into a value in place
+	// must not change later token requests.
+	req.Header = p.header.Clone()
 	wantType := "Bearer"
 	if d := e.env.dpop; d != nil {
 		proof, err := d.proof(http.MethodPost, req.URL, "", e.env.clock.Now())

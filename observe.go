@@ -107,7 +107,9 @@ type Event struct {
 	// (EventFetch, EventFailure, EventStoreHit), for tracing: a fetch is
 	// shared by every caller waiting for it, so it is the child of none,
 	// but it can link to the span of the one that started it. It is nil
-	// for a background refresh. It may have ended: never wait on it.
+	// for a refresh no caller waits for (keep-warm, or one started while
+	// a still-valid token is served). It may have ended: never wait on
+	// it. It is the caller's own context, with its values.
 	Context context.Context
 }
 

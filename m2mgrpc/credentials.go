@@ -169,7 +169,9 @@ func (c *Credentials) RequireTransportSecurity() bool { return !c.insecure && !c
 // not be sent on this connection (ErrInsecureChannel, ErrWrongAuthority in
 // the message), is not a bearer token (ErrNotBearer) or the token endpoint
 // refused the client,
-// codes.Unavailable when the token endpoint failed transiently, and
+// codes.Unavailable when the token endpoint failed transiently or the
+// client's own credential could not be had (m2m.FailureCredential: a
+// rotated file may come), and
 // codes.Canceled or codes.DeadlineExceeded when ctx ended first.
 func (c *Credentials) GetRequestMetadata(ctx context.Context, uri ...string) (map[string]string, error) {
 	ri, _ := credentials.RequestInfoFromContext(ctx)
@@ -232,7 +234,7 @@ func tokenStatus(err error) error {
 	code := codes.Unauthenticated
 	if !errors.Is(err, m2m.ErrUndeclaredScope) && !errors.Is(err, m2m.ErrInvalidConfig) {
 		switch m2m.ClassifyError(err) {
-		case m2m.FailureNetwork, m2m.FailureTimeout, m2m.FailureServer, m2m.FailureRateLimited:
+		case m2m.FailureNetwork, m2m.FailureTimeout, m2m.FailureServer, m2m.FailureRateLimited, m2m.FailureCredential:
 			code = codes.Unavailable // the token endpoint may answer on a later try
 		}
 	}

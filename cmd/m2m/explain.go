@@ -26,6 +26,7 @@ var (
 		"ClientAssertionFile":                  "--client-assertion-file",
 		"KeyID":                                "--key-id",
 		"Audience.Resource":                    "--resource",
+		"DPoPKey":                              "--dpop-key-file",
 		"set TokenURL to":                      "give --token-url",
 		"ClientID":                             "--client-id",
 		"ClientSecret":                         "the client secret",

@@ -57,7 +57,14 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case c.flagged["issuer"] && !c.flagged["token-url"]:
 		*tokenURL = ""
 	default:
-		return usagef("give --token-url or --issuer, not both")
+		return usagef("give --token-url (or $M2M_TOKEN_URL) or --issuer (or $M2M_ISSUER), not both")
+	}
+	secretless := *keyFile != "" || *assertionFile != ""
+	switch {
+	case *keyID != "" && *keyFile == "":
+		return usagef("--key-id goes with --private-key-file")
+	case *authMethod != "" && secretless:
+		return usagef("--auth-method says how a client secret is sent; --private-key-file and --client-assertion-file send none")
 	}
 	cfg := m2m.Config{TokenURL: *tokenURL, Issuer: *issuer, ClientID: *clientID, AllowInsecureHTTP: *insecure,
 		PrivateKeyFile: *keyFile, KeyID: *keyID, ClientAssertionFile: *assertionFile}
@@ -83,7 +90,7 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return fmt.Errorf("--dpop-key-file: %w", err)
 		}
 	}
-	if *keyFile == "" && *assertionFile == "" {
+	if !secretless {
 		if cfg.ClientSecret, err = clientSecret(c.given(), *secretFile, *secretFlag, stderr); err != nil {
 			return err
 		}
@@ -120,12 +127,29 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	})
 }
 
-// readKey reads a private key file (PEM or JWK) as m2m.ParsePrivateKey
-// does; its errors never quote the file.
+// maxKeyFile bounds what readKey reads: a PEM or JWK key is a few KiB.
+const maxKeyFile = 64 << 10
+
+// readKey reads a private key file (PEM or JWK), a regular file of at most
+// maxKeyFile bytes, as m2m.ParsePrivateKey does; its errors never quote
+// the file.
 func readKey(file string) (crypto.Signer, error) {
-	b, err := os.ReadFile(file)
+	f, err := os.Open(file)
 	if err != nil {
 		return nil, err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil {
+		return nil, err
+	} else if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", file)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxKeyFile+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxKeyFile {
+		return nil, fmt.Errorf("%s is larger than %d bytes", file, maxKeyFile)
 	}
 	return m2m.ParsePrivateKey(b)
 }

@@ -152,11 +152,14 @@ func TestTokenCredentialFlags(t *testing.T) {
 		args []string
 		msg  string
 	}{
-		{"both endpoints", []string{"--token-url", s.URL + "/token", "--issuer", s.URL, "--client-secret-file", file}, "give --token-url or --issuer, not both"},
+		{"both endpoints", []string{"--token-url", s.URL + "/token", "--issuer", s.URL, "--client-secret-file", file}, "or --issuer (or $M2M_ISSUER), not both"},
 		{"no endpoint", []string{"--client-secret-file", file}, "or --issuer (or $M2M_ISSUER) is required"},
 		{"a secret and a key", []string{"--token-url", s.URL + "/token", "--client-secret-file", file, "--private-key-file", keyPath}, "give one client credential"},
 		{"not a key", []string{"--token-url", s.URL + "/token", "--private-key-file", notAKey}, "--private-key-file"},
 		{"not a DPoP key", []string{"--token-url", s.URL + "/token", "--client-secret-file", file, "--dpop-key-file", notAKey}, "--dpop-key-file"},
+		{"a DPoP key that is a directory", []string{"--token-url", s.URL + "/token", "--client-secret-file", file, "--dpop-key-file", dir}, "is not a regular file"},
+		{"a key id without a key", []string{"--token-url", s.URL + "/token", "--client-secret-file", file, "--key-id", "k1"}, "--key-id goes with --private-key-file"},
+		{"an auth method without a secret", []string{"--token-url", s.URL + "/token", "--private-key-file", keyPath, "--auth-method", "post"}, "--auth-method says how a client secret is sent"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -164,7 +167,9 @@ func TestTokenCredentialFlags(t *testing.T) {
 			assert.NotEqual(t, 0, code)
 			assert.Contains(t, errOut, tc.msg)
 			assert.NotContains(t, errOut, secret)
-			assert.NotContains(t, errOut, "PrivateKeyFile", "Go names are not CLI flags")
+			for _, goName := range []string{"PrivateKey", "AuthStyle", "KeyID", "DPoPKey", "ClientSecretFile"} {
+				assert.NotContains(t, errOut, goName, "Go names are not CLI flags")
+			}
 			assertOneLine(t, errOut, tc.name)
 		})
 	}
@@ -181,4 +186,14 @@ func TestTokenEndpointFlagBeatsVariable(t *testing.T) {
 	t.Setenv("M2M_TOKEN_URL", "https://auth.invalid/token")
 	_, errOut, code = runCmd(t, "token", "--issuer", s.URL, "--client-id", "task", "--client-secret-file", file)
 	assert.Equal(t, 0, code, errOut)
+}
+
+// Both endpoint variables set and neither flag given: the message names
+// the variables too.
+func TestTokenBothEndpointVariables(t *testing.T) {
+	t.Setenv("M2M_ISSUER", "https://auth.invalid")
+	t.Setenv("M2M_TOKEN_URL", "https://auth.invalid/token")
+	_, errOut, code := runCmd(t, "token", "--client-id", "task", "--client-secret-file", secretFile(t, secret))
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut, "give --token-url (or $M2M_TOKEN_URL) or --issuer (or $M2M_ISSUER), not both")
 }

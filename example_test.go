@@ -125,7 +125,6 @@ func ExampleTokenSource_Token() {
 	// Output: Bearer token-for-file:file.view true
 }
 
-// Errors from the token endpoint are *m2m.TokenError values.
 // A callee that speaks another protocol than HTTP refused a token: Evict
 // drops it, as Transport does for a 401, so the retry gets a new one.
 // Refusals of that new token too call for PauseEvictions instead.
@@ -156,6 +155,7 @@ func ExampleTokenSource_Evict() {
 	// sent again: token-2
 }
 
+// Errors from the token endpoint are *m2m.TokenError values.
 func ExampleTokenError() {
 	auth := newAuthServer()
 	defer auth.Close()

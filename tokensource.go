@@ -279,10 +279,13 @@ func (s *TokenSource) TokenContext(ctx context.Context) (*oauth2.Token, error) {
 // is for other protocols. It reports whether a token other than tok can
 // now be had: true when tok was dropped, or was no longer the cached token
 // (another caller evicted it first: concurrent Evicts of one token drop it
-// once); false when tok is nil or evictions of the key are paused (see
-// PauseEvictions). A caller that gets true may send its request once more
-// with a new token; if that token is refused too, it should call
-// PauseEvictions instead of evicting again.
+// once); false when tok is nil, evictions of the key are paused (see
+// PauseEvictions), the Client is closed or ctx names scopes the audience
+// does not declare. tok must come from s with the same ctx scopes: a
+// token of another scope set is never the cached one, so Evict drops
+// nothing for it and reports true. A caller that gets true may send its
+// request once more with a new token; if that token is refused too, it
+// should call PauseEvictions instead of evicting again.
 func (s *TokenSource) Evict(ctx context.Context, tok *oauth2.Token) bool {
 	if tok == nil {
 		return false

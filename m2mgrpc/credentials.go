@@ -105,6 +105,7 @@ type Credentials struct {
 	routes   []hostPort          // the audience's URLs; empty means any authority
 	insecure bool
 	local    bool // every route is loopback
+	streams  afterEviction
 }
 
 // hostPort is one place the audience lives.
@@ -186,6 +187,9 @@ func (c *Credentials) GetRequestMetadata(ctx context.Context, uri ...string) (ma
 		return nil, status.Error(codes.Unauthenticated, fmt.Sprintf("%v (token type %q)", ErrNotBearer, tok.Type()))
 	}
 	record(ctx, tok.AccessToken)
+	if c.streams.open.Load() > 0 {
+		c.streams.sent(c.scopeKey(ctx, ri.Method), tok.AccessToken)
+	}
 	return map[string]string{"authorization": "Bearer " + tok.AccessToken}, nil
 }
 

@@ -2,6 +2,7 @@ package m2mgrpc
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -59,17 +60,81 @@ func (c *Credentials) Unary(ctx context.Context, method string, req, reply any, 
 // Stream is a grpc.StreamClientInterceptor that evicts c's token when a
 // stream that carried it ends with codes.Unauthenticated, so the next RPC
 // gets a new one. A stream is not replayed: its messages may already be
-// gone.
+// gone. When the first token sent after such an eviction is refused too,
+// the key stops evicting for a while instead, as with a unary replay.
 func (c *Credentials) Stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 	h := &sent{}
 	cs, err := streamer(context.WithValue(ctx, sentKey{}, h), desc, cc, method, opts...)
 	if err != nil {
 		if status.Code(err) == codes.Unauthenticated {
-			c.evict(ctx, method, h)
+			c.streamRefused(ctx, method, h)
 		}
 		return nil, err
 	}
-	return &evictingStream{ClientStream: cs, evict: func() { c.evict(ctx, method, h) }}, nil
+	return &evictingStream{ClientStream: cs, evict: func() { c.streamRefused(ctx, method, h) }}, nil
+}
+
+// streamRefused handles a stream refused with codes.Unauthenticated: its
+// token is evicted, unless it is the first token sent after a stream's
+// refusal evicted the one before: then the callee refuses new tokens too,
+// and the key stops evicting for a while, as after a refused unary replay.
+func (c *Credentials) streamRefused(ctx context.Context, method string, h *sent) {
+	p := h.token.Load()
+	if p == nil {
+		return
+	}
+	key := c.scopeKey(ctx, method)
+	if c.streams.refusedAgain(key, *p) {
+		c.src.PauseEvictions(c.scoped(ctx, method))
+		return
+	}
+	if c.evict(ctx, method, h) {
+		c.streams.evicted(key)
+	}
+}
+
+// afterEviction remembers, per scope set, whether a stream's refusal
+// evicted a token and which token was sent first after that. It is safe
+// for concurrent use.
+type afterEviction struct {
+	open atomic.Int32 // scope sets waiting for their first token after an eviction
+	mu   sync.Mutex
+	next map[string]*string // scope key → the first token sent after the eviction (nil: none yet)
+}
+
+// evicted notes that key's token was evicted.
+func (a *afterEviction) evicted(key string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.next == nil {
+		a.next = map[string]*string{}
+	}
+	if tok, ok := a.next[key]; !ok || tok != nil {
+		a.open.Add(1)
+	}
+	a.next[key] = nil
+}
+
+// sent notes a token sent for key: the first after an eviction is kept.
+func (a *afterEviction) sent(key, token string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if tok, ok := a.next[key]; ok && tok == nil {
+		a.next[key] = &token
+		a.open.Add(-1)
+	}
+}
+
+// refusedAgain reports whether token is the first sent for key after an
+// eviction, and forgets that eviction if so.
+func (a *afterEviction) refusedAgain(key, token string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if tok := a.next[key]; tok != nil && *tok == token {
+		delete(a.next, key)
+		return true
+	}
+	return false
 }
 
 // evictingStream evicts the stream's token the first time the stream
@@ -97,6 +162,17 @@ func (c *Credentials) evict(ctx context.Context, method string, h *sent) bool {
 		return false
 	}
 	return c.src.Evict(c.scoped(ctx, method), &oauth2.Token{AccessToken: *p})
+}
+
+// scopeKey names the scope set of an RPC of method with ctx: its
+// MethodScopes, else those m2m.WithScopes put in ctx, else "" for the
+// audience's own.
+func (c *Credentials) scopeKey(ctx context.Context, method string) string {
+	if scopes := c.methods[method]; scopes != nil {
+		return strings.Join(scopes, " ")
+	}
+	scopes, _ := m2m.ScopesFromContext(ctx)
+	return strings.Join(scopes, " ")
 }
 
 // scoped returns ctx narrowed to method's scopes, if MethodScopes lists

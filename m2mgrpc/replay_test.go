@@ -224,3 +224,29 @@ func TestSameTokenRefusedAgainPauses(t *testing.T) {
 	assert.EqualValues(t, 2, fetches.Load(), "the first token and one after the eviction")
 	assert.EqualValues(t, 11, sent.Load(), "one replay, then none while evictions are paused")
 }
+
+// Streams to a callee that refuses every token: the first refusal evicts,
+// the refusal of the token had after it pauses evictions, and later
+// streams cause no fetch.
+func TestStreamsToCalleeRefusingEveryToken(t *testing.T) {
+	auth := startAuth(t)
+	ev := &events{}
+	client, err := m2m.New(m2m.Config{TokenURL: auth.TokenURL, ClientID: authtest.ClientID, ClientSecret: authtest.ClientSecret,
+		Observer: ev, ErrorCacheTTL: time.Hour})
+	require.NoError(t, err)
+	defer client.Close()
+	v, err := verify.New(context.Background(), verify.Config{JWKSURL: auth.JWKSURL, Issuer: "https://someone-else.example", Audience: "event"})
+	require.NoError(t, err)
+	defer v.Close()
+	addr, _ := serve(t, newGuard(t, m2mgrpc.GuardConfig{Verifier: v, MethodScopes: eventScopes}))
+	src, err := client.Source(m2m.Audience{Name: "event", Scopes: []string{"event.view", "event.create"}, URL: "http://" + addr})
+	require.NoError(t, err)
+	conn := dial(t, addr, withCreds(newCreds(t, m2mgrpc.CredentialsConfig{Source: src, MethodScopes: eventScopes}))...)
+	for range 5 {
+		_, err := conn.ListEvents(ctxT(t), "")
+		require.Equal(t, codes.Unauthenticated, status.Code(err), "%v", err)
+	}
+	assert.Equal(t, 2, countRequests(auth, "event.view"), "the first token and one after the eviction")
+	assert.Equal(t, 1, ev.count(m2m.EventEviction))
+	assert.Equal(t, 1, ev.count(m2m.EventEvictionsPaused))
+}

@@ -183,6 +183,11 @@ type call struct {
 	origin context.Context // the context of the caller that started it; nil for a background refresh
 }
 
+// starter is the caller that starts a fetch and waits for it: its context
+// goes with the fetch's events, for tracing. The zero starter is a refresh
+// no caller waits for.
+type starter struct{ ctx context.Context }
+
 // doneCall returns a call that has already ended.
 func doneCall(st *tokenState, err error) *call {
 	c := &call{done: make(chan struct{}), st: st, err: err}
@@ -239,7 +244,7 @@ func (e *entry) get(ctx context.Context) (*tokenState, error) {
 		case stale:
 			st.used.Store(true)
 			if e.inflight.Load() == nil && e.env.clock.Now().UnixNano() >= e.retryAt.Load() {
-				e.start(nil, st, false) // a refresh the caller does not wait for
+				e.start(starter{}, st, false) // a refresh the caller does not wait for
 			}
 			if e.env.obs != nil {
 				e.observe(Event{Kind: EventStaleServe})
@@ -251,7 +256,7 @@ func (e *entry) get(ctx context.Context) (*tokenState, error) {
 	// A caller whose context can never end gains nothing from waiting on
 	// another goroutine: it runs the fetch itself, sparing a goroutine
 	// hand-off. Others join it as usual.
-	c := e.start(ctx, nil, ctx.Done() == nil)
+	c := e.start(starter{ctx}, nil, ctx.Done() == nil)
 	select {
 	case <-c.done:
 		if c.st != nil {
@@ -268,7 +273,7 @@ func (e *entry) get(ctx context.Context) (*tokenState, error) {
 // a fetch just stored, the last failure while fetches are spaced, or a new
 // fetch, run in a goroutine of its own or, with inline, by the caller
 // before start returns.
-func (e *entry) start(origin context.Context, have *tokenState, inline bool) *call {
+func (e *entry) start(origin starter, have *tokenState, inline bool) *call {
 	c, run := e.decide(origin, have)
 	if !run {
 		return c
@@ -288,7 +293,7 @@ func (e *entry) start(origin context.Context, have *tokenState, inline bool) *ca
 // decide is start's critical section: under mu it picks the call to wait
 // for, and reports whether it is a new fetch the caller must run (then
 // registered as in flight, and with Close's wait group).
-func (e *entry) decide(origin context.Context, have *tokenState) (c *call, run bool) {
+func (e *entry) decide(origin starter, have *tokenState) (c *call, run bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.pruned.Load() {
@@ -313,7 +318,7 @@ func (e *entry) decide(origin context.Context, have *tokenState) (c *call, run b
 	if !e.env.addFetch() {
 		return doneCall(nil, ErrClosed), false
 	}
-	c = &call{done: make(chan struct{}), origin: origin}
+	c = &call{done: make(chan struct{}), origin: origin.ctx}
 	e.inflight.Store(c)
 	return c, true
 }
@@ -407,7 +412,7 @@ func (e *entry) keepWarm(st *tokenState) {
 	if e.env.cfg.DisableKeepWarm || !st.used.Load() || e.state.Load() != st {
 		return
 	}
-	e.start(nil, st, false)
+	e.start(starter{}, st, false)
 }
 
 // evict drops st if it is still the cached token (a callee answered 401

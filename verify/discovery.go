@@ -55,6 +55,9 @@ func discover(ctx context.Context, hc *http.Client, issuer string, insecure bool
 		if err := json.Unmarshal(body, &md); err != nil {
 			return nil, fmt.Errorf("verify: issuer metadata at %s is not a JSON object", u)
 		}
+		if err := exactMembers(body, "issuer", "jwks_uri", "introspection_endpoint"); err != nil {
+			return nil, fmt.Errorf("verify: issuer metadata at %s: %v", u, err)
+		}
 		if md.Issuer != issuer {
 			return nil, fmt.Errorf("verify: issuer metadata at %s names issuer %s, want %q exactly", u, quoted(md.Issuer), issuer)
 		}

@@ -164,13 +164,14 @@ func (v *Verifier) checkProof(req *DPoPRequest, tokenSum *[32]byte, jkt string) 
 	if !sameHTU(c.htu, req.URL) {
 		return rejectProof(ErrProofTarget, "htu %s is not the request's URL %s", quoted(c.htu), quoted(req.URL))
 	}
-	now := v.clock.Now()
-	ns, iat, w := now.UnixNano(), c.iat.sec*1e9+c.iat.nsec, int64(v.cfg.DPoPProofWindow)
+	// Compared as times: iat may lie centuries away, beyond what Unix
+	// nanoseconds hold.
+	now, iat, w := v.clock.Now(), c.iat.toTime(), v.cfg.DPoPProofWindow
 	switch {
-	case iat < ns-w:
-		return rejectProof(ErrExpired, "iat %s is more than %s before now %s", stamp(c.iat.toTime()), v.cfg.DPoPProofWindow, stamp(now))
-	case iat > ns+w:
-		return rejectProof(ErrNotYetValid, "iat %s is more than %s after now %s", stamp(c.iat.toTime()), v.cfg.DPoPProofWindow, stamp(now))
+	case iat.Before(now.Add(-w)):
+		return rejectProof(ErrExpired, "iat %s is more than %s before now %s", stamp(iat), w, stamp(now))
+	case iat.After(now.Add(w)):
+		return rejectProof(ErrNotYetValid, "iat %s is more than %s after now %s", stamp(iat), w, stamp(now))
 	}
 	if !thumbprintIs(tokenSum, c.ath) {
 		return rejectProof(ErrDPoPBinding, "ath is not the SHA-256 of the access token")
@@ -187,7 +188,7 @@ func (v *Verifier) checkProof(req *DPoPRequest, tokenSum *[32]byte, jkt string) 
 		}
 		return rejectProof(ErrUseDPoPNonce, "the proof's nonce is not current")
 	}
-	return v.replay.add(replayKey(jkt, c.jti), iat+w, ns)
+	return v.replay.add(replayKey(jkt, c.jti), iat.Add(w).UnixNano(), now.UnixNano())
 }
 
 // requestProof returns what r carries for VerifyDPoP, or a rejection

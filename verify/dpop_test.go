@@ -272,3 +272,21 @@ func TestDPoPConfig(t *testing.T) {
 	assert.Equal(t, DefaultDPoPProofWindow, v.cfg.DPoPProofWindow)
 	assert.Equal(t, DefaultDPoPReplayCacheSize, v.cfg.DPoPReplayCacheSize)
 }
+
+// A proof whose iat lies centuries away is outside the window, even where
+// its Unix nanoseconds would wrap around to about now.
+func TestDPoPProofIatFarAway(t *testing.T) {
+	keys(t)
+	srv := newJWKSServer(t, jwk(t, &rsaA.PublicKey, "s-a", "RS256"))
+	v, _ := newTestVerifier(t, srv, nil)
+	k := newDPoPKey(t, "ES256")
+	tok := boundToken(t, map[string]any{"jkt": k.jkt})
+	// About 2^64 ns after now (year 2611): within a second of now once
+	// its nanoseconds wrap around int64.
+	wrap := now.Unix() + 18446744074
+	for _, iat := range []int64{wrap, 94029501168} {
+		proof := k.proofFor(tok, apiPost, apiURL, now).with(nil, map[string]any{"iat": iat}).signed(t, k)
+		_, err := v.VerifyDPoP(context.Background(), tok, DPoPRequest{Proof: proof, Method: apiPost, URL: apiURL})
+		require.ErrorIs(t, err, ErrNotYetValid, "iat %d", iat)
+	}
+}

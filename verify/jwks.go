@@ -1,6 +1,7 @@
 package verify
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -9,11 +10,13 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/big"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -196,6 +199,9 @@ func (ks *keySet) get(ctx context.Context) (*keyMap, error) {
 	if err := json.Unmarshal(body, &set); err != nil || set.Keys == nil {
 		return nil, fmt.Errorf("verify: JWKS at %s is not a JSON key set", ks.url)
 	}
+	if err := exactMembers(body, "keys"); err != nil {
+		return nil, fmt.Errorf("verify: JWKS at %s: %v", ks.url, err)
+	}
 	return ks.usable(set.Keys), nil
 }
 
@@ -234,6 +240,43 @@ func (e *statusError) Error() string {
 	return fmt.Sprintf("verify: %s at %s answered %d", e.what, e.url, e.code)
 }
 
+// jwkMembers are the names of jwkJSON's members.
+var jwkMembers = []string{"kty", "use", "key_ops", "alg", "kid", "crv", "n", "e", "x", "y"}
+
+// exactMembers checks what encoding/json lets pass: in the JSON object
+// obj, no member may appear twice, and none of known may appear in
+// another case. encoding/json matches names without regard to case and
+// keeps the last of duplicates, so {"use":"enc","USE":"sig"} would read
+// as a signature key.
+func exactMembers(obj []byte, known ...string) error {
+	dec := json.NewDecoder(bytes.NewReader(obj))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return errors.New("not a JSON object")
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return errors.New("not a JSON object")
+		}
+		name, _ := t.(string)
+		if seen[name] {
+			return fmt.Errorf("member %s appears twice", quoted(name))
+		}
+		seen[name] = true
+		for _, k := range known {
+			if name != k && strings.EqualFold(name, k) {
+				return fmt.Errorf("member %s is %q in another case", quoted(name), k)
+			}
+		}
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return errors.New("not a JSON object")
+		}
+	}
+	return nil
+}
+
 // jwkJSON is the part of a JSON Web Key (RFC 7517, RFC 7518 §6) the verifier reads.
 type jwkJSON struct {
 	Kty    string   `json:"kty"`
@@ -262,6 +305,10 @@ func (ks *keySet) usable(raw []json.RawMessage) *keyMap {
 		var j jwkJSON
 		if err := json.Unmarshal(r, &j); err != nil {
 			ks.ignore(j, "not a JSON Web Key")
+			continue
+		}
+		if err := exactMembers(r, jwkMembers...); err != nil {
+			ks.ignore(j, err.Error())
 			continue
 		}
 		k, reason := parseJWK(j)

@@ -3,6 +3,7 @@ package verify
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
@@ -331,4 +332,34 @@ func TestRepeatedTokenAllocatesNothing(t *testing.T) {
 		}
 	})
 	assert.Zero(t, allocs)
+}
+
+// encoding/json reads member names without regard to case and keeps the
+// last of duplicates; a key that relies on either is not kept, and a key
+// set with two "keys" members is refused.
+func TestJWKSMembersExactlyOnce(t *testing.T) {
+	t.Parallel()
+	keys(t)
+	b, err := json.Marshal(jwk(t, &rsaA.PublicKey, "s-a", "RS256"))
+	require.NoError(t, err)
+	good := string(b)
+	withMember := func(kid, extra string) string {
+		return strings.Replace(strings.Replace(good, `"kid":"s-a"`, `"kid":"`+kid+`"`, 1), "{", "{"+extra+",", 1)
+	}
+	srv := newJWKSServer(t)
+	srv.setBody([]byte(`{"keys":[` + strings.Join([]string{
+		good,
+		withMember("case", `"use":"enc","USE":"sig"`),
+		withMember("twice", `"use":"enc","use":"sig"`),
+		withMember("alg-case", `"ALG":"RS256"`),
+	}, ",") + `]}`))
+	v, _ := newTestVerifier(t, srv, nil)
+	for kid, want := range map[string]bool{"s-a": true, "case": false, "twice": false, "alg-case": false} {
+		assert.Equal(t, want, v.keys.has(kid), kid)
+	}
+
+	srv.setBody([]byte(`{"keys":[],"KEYS":[` + good + `]}`))
+	_, err = New(context.Background(), Config{JWKSURL: srv.URL, Audience: "event", Issuer: testIssuer})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `"keys" in another case`)
 }

@@ -79,7 +79,7 @@ func authorization(r *http.Request) (scheme int, token string, err error) {
 	if !b64token(token) {
 		return scheme, "", fmt.Errorf("%w: the token is not a b64token (RFC 6750 §2.1)", ErrInvalidRequest)
 	}
-	if r.URL != nil && strings.Contains(r.URL.RawQuery, "access_token") && r.URL.Query().Has("access_token") {
+	if r.URL != nil && r.URL.RawQuery != "" && r.URL.Query().Has("access_token") {
 		return scheme, "", fmt.Errorf("%w: a token in both the Authorization header and the URL", ErrInvalidRequest)
 	}
 	return scheme, token, nil

@@ -121,6 +121,7 @@ func TestMiddlewareBadRequests(t *testing.T) {
 		{"the same header twice", "/", []string{"Bearer " + good, "Bearer " + good}, 400, "more than one Authorization header"},
 		{"bearer and basic", "/", []string{"Bearer " + good, "Basic dXNlcjpwYXNz"}, 400, "more than one Authorization header"},
 		{"header and query", "/?access_token=" + other, []string{"Bearer " + good}, 400, "both the Authorization header and the URL"},
+		{"header and an escaped query name", "/?access%5Ftoken=" + other, []string{"Bearer " + good}, 400, "both the Authorization header and the URL"},
 		{"two tokens in one header", "/", []string{"Bearer " + good + ", Bearer " + other}, 400, "not a b64token"},
 		{"a space inside the token", "/", []string{"Bearer " + good[:20] + " " + good[20:]}, 400, "not a b64token"},
 		{"one header", "/?q=1", []string{"Bearer " + good}, 200, ""},

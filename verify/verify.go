@@ -35,6 +35,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -322,15 +323,33 @@ func (v *Verifier) algorithm(alg string) *algorithm {
 func (v *Verifier) entryFor(c *Claims, k *key, sole bool, until time.Time) entry {
 	e := entry{claims: c, key: k, sole: sole}
 	if !until.IsZero() {
-		e.until = until.UnixNano()
+		e.until = unixNano(until)
 	}
 	if !c.ExpiresAt.IsZero() {
-		e.exp = c.ExpiresAt.Add(v.cfg.Leeway).UnixNano()
+		e.exp = unixNano(c.ExpiresAt.Add(v.cfg.Leeway))
 	}
 	if !c.NotBefore.IsZero() {
-		e.nbf = c.NotBefore.Add(-v.cfg.Leeway).UnixNano()
+		e.nbf = unixNano(c.NotBefore.Add(-v.cfg.Leeway))
 	}
 	return e
+}
+
+// Unix nanoseconds reach from 1677 to 2262; NumericDates reach to 9999.
+var (
+	latestNano   = time.Unix(0, math.MaxInt64)
+	earliestNano = time.Unix(0, math.MinInt64)
+)
+
+// unixNano is t.UnixNano, held at the ends of its range: an exp after
+// 2262 stays in the future, instead of wrapping around into the past.
+func unixNano(t time.Time) int64 {
+	switch {
+	case t.After(latestNano):
+		return math.MaxInt64
+	case t.Before(earliestNano):
+		return math.MinInt64
+	}
+	return t.UnixNano()
 }
 
 // accept applies every claim rule to p and builds the Claims. h is the

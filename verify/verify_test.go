@@ -191,3 +191,20 @@ func TestNewChecksConfig(t *testing.T) {
 		require.ErrorIs(t, err, context.Canceled)
 	})
 }
+
+// A token valid past 2262 (where Unix nanoseconds end) verifies on every
+// use, the cached ones included.
+func TestExpBeyondUnixNanoseconds(t *testing.T) {
+	keys(t)
+	srv := newJWKSServer(t, jwk(t, &rsaA.PublicKey, "s-a", "RS256"))
+	v, _ := newTestVerifier(t, srv, nil)
+	for _, exp := range []int64{9999999999, 253402300799} {
+		c := goodClaims()
+		c["exp"] = exp
+		tok := mint(t, jwt.SigningMethodRS256, rsaA, "s-a", c)
+		for use := range 3 {
+			_, err := v.Verify(context.Background(), tok)
+			require.NoError(t, err, "exp %d, use %d", exp, use)
+		}
+	}
+}

@@ -385,7 +385,7 @@ func checkURL(field, raw string, allowInsecure bool) (*url.URL, error) {
 		if errors.Is(err, wire.ErrURLCredentials) {
 			return nil, configErr("%s %v; use ClientID and ClientSecret", field, err)
 		}
-		return nil, configErr("%s %q %v", field, raw, err)
+		return nil, configErr("%s %q %v", field, wire.Redacted(raw), err)
 	}
 	return u, nil
 }

@@ -68,31 +68,26 @@ type SharedToken struct {
 }
 
 // String describes t without its token.
-func (t *SharedToken) String() string {
-	if t == nil {
-		return "<nil>"
-	}
+//
+// String, Format, LogValue and MarshalJSON have value receivers, so a
+// SharedToken value, a slice of them or a dereferenced pointer is
+// redacted too.
+func (t SharedToken) String() string {
 	return fmt.Sprintf("m2m.SharedToken{TokenType: %q, Obtained: %s, Expiry: %s, Scope: %q, AccessToken: %s}",
 		t.TokenType, t.Obtained.UTC().Format(time.RFC3339), t.Expiry.UTC().Format(time.RFC3339), t.Scope, redacted)
 }
 
 // Format prints String for every verb, so no verb can show the token.
-func (t *SharedToken) Format(f fmt.State, _ rune) { fmt.Fprint(f, t.String()) }
+func (t SharedToken) Format(f fmt.State, _ rune) { fmt.Fprint(f, t.String()) }
 
 // LogValue implements slog.LogValuer without the token.
-func (t *SharedToken) LogValue() slog.Value {
-	if t == nil {
-		return slog.StringValue("<nil>")
-	}
+func (t SharedToken) LogValue() slog.Value {
 	return slog.GroupValue(slog.String("token_type", t.TokenType), slog.Time("obtained", t.Obtained),
 		slog.Time("expiry", t.Expiry), slog.String("scope", t.Scope))
 }
 
 // MarshalJSON implements json.Marshaler without the token.
-func (t *SharedToken) MarshalJSON() ([]byte, error) {
-	if t == nil {
-		return []byte("null"), nil
-	}
+func (t SharedToken) MarshalJSON() ([]byte, error) {
 	return json.Marshal(struct {
 		TokenType   string    `json:"token_type"`
 		Obtained    time.Time `json:"obtained"`
@@ -110,8 +105,11 @@ func (t *SharedToken) MarshalJSON() ([]byte, error) {
 // Formatting a StoreKey shows only its ID. It is a small value, safe to
 // copy and to use concurrently.
 type StoreKey struct {
-	id     string
-	secret [32]byte
+	id string
+	// secret is behind a pointer: fmt cannot call Format on a StoreKey
+	// in an unexported field of a struct, and then prints an address,
+	// not the material.
+	secret *[32]byte
 }
 
 // ID returns the key's identity: 64 hex digits, the same in every process
@@ -135,6 +133,9 @@ func (k StoreKey) LogValue() slog.Value { return slog.StringValue(k.id) }
 func (k StoreKey) DeriveKey(info string, n int) ([]byte, error) {
 	if k.id == "" {
 		return nil, errors.New("m2m: DeriveKey on a zero StoreKey")
+	}
+	if k.secret == nil {
+		return nil, errors.New("m2m: DeriveKey on a StoreKey without key material")
 	}
 	return hkdf.Key(sha256.New, k.secret[:], []byte(k.id), info, n)
 }
@@ -179,6 +180,7 @@ func newStoreKeyBound(tokenURL, clientID string, k cacheKey, binding string, mat
 	sk := StoreKey{id: hex.EncodeToString(h.Sum(nil))}
 	prk, err := hkdf.Extract(sha256.New, material, []byte("m2m store"))
 	if err == nil {
+		sk.secret = new([32]byte)
 		copy(sk.secret[:], prk)
 	}
 	return sk

@@ -1,6 +1,7 @@
 package m2m
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -312,6 +313,23 @@ func TestStoreKeyShowsNoSecret(t *testing.T) {
 	require.NoError(t, err)
 	assert.NotContains(t, string(b), "secret-token")
 	assert.NotContains(t, fmt.Sprintf("%v %+v %#v", &SharedToken{AccessToken: "secret-token"}, &SharedToken{AccessToken: "secret-token"}, &SharedToken{AccessToken: "secret-token"}), "secret-token")
+	// Values, slices and dereferenced pointers too.
+	tok := SharedToken{AccessToken: "secret-token", TokenType: "Bearer"}
+	ptr := &SharedToken{AccessToken: "secret-token"}
+	many := []SharedToken{tok, *ptr}
+	b, err = json.Marshal(many)
+	require.NoError(t, err)
+	assert.NotContains(t, string(b), "secret-token")
+	var logged bytes.Buffer
+	slog.New(slog.NewJSONHandler(&logged, nil)).Info("x", "tok", tok, "many", many)
+	slog.New(slog.NewTextHandler(&logged, nil)).Info("x", "tok", tok)
+	assert.NotContains(t, logged.String(), "secret-token")
+	assert.NotContains(t, fmt.Sprintf("%v %+v %#v %s", tok, many, tok, many), "secret-token")
+	// A StoreKey in an unexported field (where fmt cannot call Format)
+	// shows an address, not its material.
+	nested := fmt.Sprintf("%+v %#v", struct{ key StoreKey }{k}, struct{ key StoreKey }{k})
+	assert.NotContains(t, nested, fmt.Sprint(k.secret[:4]))
+	assert.NotContains(t, nested, fmt.Sprintf("%x", k.secret[:4]))
 	a, err := k.DeriveKey("ctx-a", 32)
 	require.NoError(t, err)
 	b2, err := k.DeriveKey("ctx-b", 32)

@@ -35,6 +35,8 @@ func TestNewChecksConfig(t *testing.T) {
 		{"plain http", func(c *Config) { c.TokenURL = "http://auth.test/t" }, "plain http"},
 		{"relative url", func(c *Config) { c.TokenURL = "/oauth/token" }, "absolute"},
 		{"credentials in url", func(c *Config) { c.TokenURL = "https://u:hunter2@auth.test/t" }, "must not hold credentials"},
+		{"credentials in a url that does not parse", func(c *Config) { c.TokenURL = "https://u:hunter2%@auth.test/t" }, `"https://…@auth.test/t" does not parse`},
+		{"credentials in an issuer that does not parse", func(c *Config) { c.TokenURL, c.Issuer = "", "https://u:hunter2%@auth.test" }, "does not parse"},
 		{"no client id", func(c *Config) { c.ClientID = "" }, "ClientID is required"},
 		{"control char id", func(c *Config) { c.ClientID = "a\nb" }, "ClientID holds control"},
 		{"no secret", func(c *Config) { c.ClientSecret = "" }, "ClientSecret is required"},

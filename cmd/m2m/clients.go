@@ -74,6 +74,12 @@ func (r *registry) do(ctx context.Context, method, path string, header http.Head
 		return err
 	}
 	if status != want {
+		if method == http.MethodPost && strings.HasSuffix(path, "/clients") {
+			// A create answered otherwise than expected may still hold the
+			// new client's secret: say what came, never what it says.
+			return fmt.Errorf("%s %s answered %d, want %d (%d bytes, not shown: they may hold a client secret; the client may exist now, see clients list)",
+				method, path, status, want, len(b))
+		}
 		return r.answerError(method, path, status, want, b)
 	}
 	if out != nil {
@@ -84,9 +90,10 @@ func (r *registry) do(ctx context.Context, method, path string, header http.Head
 	return nil
 }
 
-// answerError describes an unexpected answer, with the start of its body.
+// answerError describes an unexpected answer, with the start of its body,
+// scrubbed of the API key (a server or proxy may echo it).
 func (r *registry) answerError(method, path string, status, want int, b []byte) error {
-	msg := oneLine(strings.ToValidUTF8(string(b[:min(len(b), 300)]), "?"))
+	msg := oneLine(strings.ToValidUTF8(wire.NewScrubber("", r.apiKey).Truncate(string(b), 300), "?"))
 	if status == http.StatusUnauthorized && r.hydraURL == "" {
 		msg += " (check --api-key or $M2M_API_KEY)"
 	}
@@ -266,7 +273,7 @@ func runClients(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			continue
 		}
 		if _, err := wire.CheckURL(u, *insecure); err != nil {
-			return usagef("%s %q %s", flagName, u, strings.Replace(err.Error(), "allow insecure http", "give --insecure-http", 1))
+			return usagef("%s %q %s", flagName, wire.Redacted(u), strings.Replace(err.Error(), "allow insecure http", "give --insecure-http", 1))
 		}
 	}
 	if *timeout <= 0 {

@@ -145,6 +145,9 @@ func (c *command) checkValues(args []string) error {
 			i++
 			value = args[i]
 			if c.looksLikeFlag(value) {
+				if secretFlags[name] {
+					return usagef("--%s took the next argument, which looks like a flag, as its value: was its value left out? (write --%s=VALUE for a value that starts with -)", name, name)
+				}
 				return usagef("--%s took %q as its value: was its value left out? (write --%s=VALUE for a value that starts with -)", name, value, name)
 			}
 		}
@@ -154,6 +157,9 @@ func (c *command) checkValues(args []string) error {
 	}
 	return nil
 }
+
+// secretFlags are the flags whose values are never quoted in a message.
+var secretFlags = map[string]bool{"client-secret": true, "api-key": true}
 
 // given reports which flags were on the command line.
 func (c *command) given() map[string]bool {

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"html"
 	"net/url"
 	"slices"
 	"strings"
@@ -109,13 +110,29 @@ func (s *Scrubber) String(text string, cut bool) string {
 }
 
 // scrubEscaped finds the secret in text read with its escapes decoded
-// (JSON "\uXXXX" with surrogate pairs and the short escapes, and "%XX" in
-// either case), whatever mix of escaped and plain characters a server's
-// encoder chose, and replaces the escaped spans that spell it. When cut is
-// true, a decoded suffix that is a prefix (at least minPartial bytes) of
-// the secret is replaced too.
+// (JSON "\uXXXX" with surrogate pairs and the short escapes, "%XX" in
+// either case, HTML character references such as "&amp;" and "&#34;",
+// and, for a secret with a space, "+" as a space), whatever mix of escaped
+// and plain characters a server's encoder chose, and replaces the escaped
+// spans that spell it. When cut is true, a decoded suffix that is a prefix
+// (at least minPartial bytes) of the secret is replaced too, with an
+// escape the cut left unfinished after it.
 func (s *Scrubber) scrubEscaped(text string, cut bool) string {
-	if !strings.ContainsAny(text, `\%`) {
+	text = s.scrubDecoded(text, cut, false)
+	if strings.Contains(s.secret, " ") {
+		text = s.scrubDecoded(text, cut, true)
+	}
+	return text
+}
+
+// scrubDecoded is one pass of scrubEscaped; plusIsSpace reads "+" as a
+// space, as form decoders do.
+func (s *Scrubber) scrubDecoded(text string, cut, plusIsSpace bool) string {
+	escapes := `\%&`
+	if plusIsSpace {
+		escapes += "+"
+	}
+	if !strings.ContainsAny(text, escapes) {
 		return text
 	}
 	dec := make([]byte, 0, len(text))
@@ -123,11 +140,17 @@ func (s *Scrubber) scrubEscaped(text string, cut bool) string {
 	for i := 0; i < len(text); {
 		start := i
 		var r rune = -1
+		var ref string
 		switch {
 		case text[i] == '%' && i+2 < len(text) && IsHex(text[i+1]) && IsHex(text[i+2]):
 			dec = append(dec, Unhex(text[i+1])<<4|Unhex(text[i+2]))
 			origin = append(origin, start)
 			i += 3
+			continue
+		case text[i] == '+' && plusIsSpace:
+			dec = append(dec, ' ')
+			origin = append(origin, start)
+			i++
 			continue
 		case text[i] == '\\' && i+5 < len(text) && text[i+1] == 'u' && isHex4(text[i+2:i+6]):
 			r = rune(hex4(text[i+2 : i+6]))
@@ -141,13 +164,20 @@ func (s *Scrubber) scrubEscaped(text string, cut bool) string {
 		case text[i] == '\\' && i+1 < len(text) && strings.IndexByte(`"\\/bfnrt`, text[i+1]) >= 0:
 			r = rune(map[byte]byte{'"': '"', '\\': '\\', '/': '/', 'b': '\b', 'f': '\f', 'n': '\n', 'r': '\r', 't': '\t'}[text[i+1]])
 			i += 2
+		case text[i] == '&' && htmlReference(text[i:]) != "":
+			ref = htmlReference(text[i:])
+			i += len(ref)
 		default:
 			dec = append(dec, text[i])
 			origin = append(origin, start)
 			i++
 			continue
 		}
-		for _, b := range []byte(string(r)) {
+		decoded := string(r)
+		if ref != "" {
+			decoded = html.UnescapeString(ref)
+		}
+		for _, b := range []byte(decoded) {
 			dec = append(dec, b)
 			origin = append(origin, start)
 		}
@@ -164,10 +194,15 @@ func (s *Scrubber) scrubEscaped(text string, cut bool) string {
 		from = k + len(s.secret)
 	}
 	if cut {
-		for k := min(len(s.secret)-1, len(dec)); k >= minPartial; k-- {
-			if bytes.HasSuffix(dec, []byte(s.secret[:k])) {
-				spans = append(spans, [2]int{origin[len(dec)-k], len(text)})
-				break
+		// An escape the cut left unfinished ("%4", "\u00", "&am") was
+		// read as plain bytes: look for the prefix before it too.
+	partial:
+		for _, body := range [][]byte{dec, dec[:len(dec)-unfinishedEscape(text)]} {
+			for k := min(len(s.secret)-1, len(body)); k >= minPartial; k-- {
+				if bytes.HasSuffix(body, []byte(s.secret[:k])) {
+					spans = append(spans, [2]int{origin[len(body)-k], len(text)})
+					break partial
+				}
 			}
 		}
 	}
@@ -189,6 +224,46 @@ func (s *Scrubber) scrubEscaped(text string, cut bool) string {
 	}
 	b.WriteString(text[last:])
 	return b.String()
+}
+
+// htmlReference returns the HTML character reference ("&amp;", "&#34;",
+// "&#x27;") that text starts with, or "".
+func htmlReference(text string) string {
+	end := strings.IndexByte(text[:min(len(text), 12)], ';')
+	if end < 2 {
+		return ""
+	}
+	ref := text[:end+1]
+	if html.UnescapeString(ref) == ref {
+		return ""
+	}
+	return ref
+}
+
+// unfinishedEscape returns the length of an escape at the end of text
+// that a cut left unfinished: "%", "%4", `\`, `\u`, `\u0`, `\u00`,
+// `\u004`, or "&" followed by up to ten letters, digits or '#'.
+func unfinishedEscape(text string) int {
+	n := len(text)
+	switch {
+	case n >= 1 && (text[n-1] == '%' || text[n-1] == '\\'):
+		return 1
+	case n >= 2 && text[n-2] == '%' && IsHex(text[n-1]):
+		return 2
+	}
+	if i := strings.LastIndex(text, `\u`); i >= 0 && n-i <= 5 && (i == 0 || text[i-1] != '\\') {
+		if rest := text[i+2:]; strings.IndexFunc(rest, func(r rune) bool { return r > 0x7f || !IsHex(byte(r)) }) < 0 {
+			return n - i
+		}
+	}
+	if i := strings.LastIndexByte(text, '&'); i >= 0 && n-i <= 11 {
+		if rest := text[i+1:]; strings.IndexFunc(rest, func(r rune) bool {
+			return !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '#')
+		}) < 0 {
+			return n - i
+		}
+	}
+	return 0
 }
 
 func isHex4(s string) bool {

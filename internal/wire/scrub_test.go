@@ -87,6 +87,33 @@ func TestScrubberCut(t *testing.T) {
 	}
 }
 
+// Encodings other encoders choose: HTML character references (an error
+// page), "+" for a space (form encoders of other languages, which also
+// escape other characters than Go's), and a cut inside an escape.
+func TestScrubberOtherEncoders(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, secret, text string
+		cut                bool
+		want               string
+	}{
+		{"html references", `Tr0ub4dor&3"x`, "<p>bad secret Tr0ub4dor&amp;3&#34;x</p>", false, "<p>bad secret [REDACTED]</p>"},
+		{"html hex reference", `Tr0ub4dor&3'x`, "Tr0ub4dor&amp;3&#x27;x!", false, "[REDACTED]!"},
+		{"plus and another escape", "correct horse~battery", "secret=correct+horse%7Ebattery;", false, "secret=[REDACTED];"},
+		{"plus and a plain mark", "correct horse!battery", "secret=correct+horse!battery", false, "secret=[REDACTED]"},
+		{"plus is a plus without a space in the secret", "a+b+c+d+e", "a%2Bb%2Bc+d+e", false, "[REDACTED]"},
+		{"cut after a percent", "Zq8vN2rT5w", "x %5A%71%38%76%", true, "x [REDACTED]"},
+		{"cut inside a percent escape", "Zq8vN2rT5w", "x %5A%71%38%76%4", true, "x [REDACTED]"},
+		{"cut inside a unicode escape", "Zq8vN2rT5w", `x \u005a\u0071\u0038\u0076\u00`, true, "x [REDACTED]"},
+		{"cut inside an html reference", "Zq8v&N2rT5w", "x Zq8v&am", true, "x [REDACTED]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			assert.Equal(t, tc.want, NewScrubber(testID, tc.secret).String(tc.text, tc.cut))
+		})
+	}
+}
+
 func TestScrubberTruncate(t *testing.T) {
 	t.Parallel()
 	sc := NewScrubber(testID, testSecret)

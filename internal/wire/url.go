@@ -36,6 +36,21 @@ func CheckURL(raw string, allowInsecure bool) (*url.URL, error) {
 	return u, nil
 }
 
+// Redacted returns raw for an error message, with what may be userinfo
+// (everything from the "//" of the authority to the last "@" after it)
+// replaced by "…". It works on strings that do not parse as URLs too,
+// where a password with a stray '%' or '/' may hide.
+func Redacted(raw string) string {
+	start := 0
+	if i := strings.Index(raw, "//"); i >= 0 {
+		start = i + 2
+	}
+	if at := strings.LastIndexByte(raw[start:], '@'); at >= 0 {
+		return raw[:start] + "…@" + raw[start+at+1:]
+	}
+	return raw
+}
+
 // IsLoopback reports whether host (without port) is "localhost" itself or
 // a literal loopback IP address. A name under ".localhost" is not: a
 // resolver with search domains may send it elsewhere.

@@ -278,3 +278,19 @@ func TestCheckURL(t *testing.T) {
 		})
 	}
 }
+
+func TestRedacted(t *testing.T) {
+	t.Parallel()
+	for raw, want := range map[string]string{
+		"https://auth.test/token":               "https://auth.test/token",
+		"https://id:pa%ss@auth.test/token":      "https://…@auth.test/token",
+		"https://id:pa/ss@auth.test/token":      "https://…@auth.test/token",
+		"https://admin:pw@hydra.test:4445":      "https://…@hydra.test:4445",
+		"admin:pw@hydra.test":                   "…@hydra.test",
+		"https://auth.test/token?user=a@b.test": "https://…@b.test",
+		"https://auth.test/token with a space":  "https://auth.test/token with a space",
+		"":                                      "",
+	} {
+		assert.Equal(t, want, Redacted(raw), raw)
+	}
+}

@@ -39,9 +39,14 @@ const (
 // fields are immutable but phase, which timers move from fresh to stale at
 // refreshAt and to expired at expireAt (the hot path reads one atomic
 // instead of the clock: time.Now costs more than the rest of it), and
-// used, set once the token is handed out. Like any monotonic time in Go,
-// the timers do not count time a machine spends suspended; a server is not
-// suspended, and the callee's exp check stays the last word.
+// used, set once the token is handed out. A stale token is served only
+// while the clock says it has not expired, so an expiry timer a busy
+// machine runs late changes nothing; a fresh one trusts its timer, which
+// would have to be late by the whole refresh window (at least 200 ms for
+// a one-second token, five minutes for an hour) to matter. Like any
+// monotonic time in Go, the timers do not count time a machine spends
+// suspended; a server is not suspended, and the callee's exp check stays
+// the last word.
 type tokenState struct {
 	tok       *oauth2.Token
 	auth      []string // the Authorization header value, built once
@@ -242,14 +247,18 @@ func (e *entry) get(ctx context.Context) (*tokenState, error) {
 			}
 			return st, nil // the hot path: no lock, no clock, no allocation
 		case stale:
-			st.used.Store(true)
-			if e.inflight.Load() == nil && e.env.clock.Now().UnixNano() >= e.retryAt.Load() {
-				e.start(starter{}, st, false) // a refresh the caller does not wait for
+			// The clock is read here anyway; it also catches an expiry
+			// timer that a busy machine runs late.
+			if now := e.env.clock.Now(); now.Before(st.expireAt) {
+				st.used.Store(true)
+				if e.inflight.Load() == nil && now.UnixNano() >= e.retryAt.Load() {
+					e.start(starter{}, st, false) // a refresh the caller does not wait for
+				}
+				if e.env.obs != nil {
+					e.observe(Event{Kind: EventStaleServe})
+				}
+				return st, nil // served while one refresh runs
 			}
-			if e.env.obs != nil {
-				e.observe(Event{Kind: EventStaleServe})
-			}
-			return st, nil // served while one refresh runs
 		}
 	}
 	e.touched.Store(true)
@@ -302,10 +311,11 @@ func (e *entry) decide(origin starter, have *tokenState) (c *call, run bool) {
 	if c := e.inflight.Load(); c != nil {
 		return c, false
 	}
-	if cur := e.state.Load(); cur != nil && cur != have && cur.phase.Load() != expired {
+	now := e.env.clock.Now()
+	if cur := e.state.Load(); cur != nil && cur != have && cur.phase.Load() != expired && now.Before(cur.expireAt) {
 		return doneCall(cur, nil), false // a fetch finished since the caller looked
 	}
-	if retryAt := e.retryAt.Load(); e.env.clock.Now().UnixNano() < retryAt {
+	if retryAt := e.retryAt.Load(); now.UnixNano() < retryAt {
 		if have != nil {
 			return doneCall(have, nil), false // a refresh must wait; keep serving
 		}

@@ -159,6 +159,26 @@ func TestExpiredTokenIsFetchedAgain(t *testing.T) {
 	assert.Equal(t, epoch.Add(55*time.Second+time.Minute), second.Expiry)
 }
 
+// An expiry timer that a busy machine runs late does not let a stale
+// token be served past its expiry: the stale path reads the clock.
+func TestLateExpiryTimerServesNoExpiredToken(t *testing.T) {
+	t.Parallel()
+	ts := newTokenServer(t)
+	ts.set(func(ts *tokenServer) { ts.expiresIn = 60 })
+	c, fc := newTestClient(t, ts, func(cfg *Config) { cfg.DisableKeepWarm = true })
+	src := mustSource(t, c, eventAudience)
+	first, err := src.TokenContext(context.Background())
+	require.NoError(t, err)
+	st := src.full.Load().state.Load()
+	st.disarm() // its timers have not run yet...
+	fc.Advance(55 * time.Second)
+	st.advance(stale) // ...but for the first: past its expiry, it is only stale
+	second, err := src.TokenContext(context.Background())
+	require.NoError(t, err)
+	assert.NotEqual(t, first.AccessToken, second.AccessToken, "an expired token is never handed out")
+	assert.EqualValues(t, 2, ts.hits.Load())
+}
+
 func TestFailedStaleRefreshKeepsServingAndSpacesRetries(t *testing.T) {
 	t.Parallel()
 	ts := newTokenServer(t)

@@ -95,6 +95,14 @@ func (p *endpoint) get(ctx context.Context) (*endpointInfo, error) {
 		return cur, nil
 	}
 	ch := p.group.DoChan("", func() (any, error) {
+		// A discovery that ended between our look and this call has
+		// left an endpoint: use it rather than read the metadata again.
+		p.mu.Lock()
+		if cur := p.cur; cur != nil && (cur.at.IsZero() || p.env.clock.Now().Sub(cur.at) < rediscoverEvery) {
+			p.mu.Unlock()
+			return cur, nil
+		}
+		p.mu.Unlock()
 		ctx, cancel := context.WithCancelCause(p.env.ctx)
 		defer cancel(nil)
 		stop := p.env.clock.AfterFunc(p.env.cfg.FetchTimeout, func() { cancel(errFetchTimeout) })

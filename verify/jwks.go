@@ -113,11 +113,26 @@ func (ks *keySet) resolve(ctx context.Context, h *header) (k *key, sole bool, er
 	if k := m.byKID[h.kid]; k != nil {
 		return k, false, nil
 	}
-	if !ks.limiter.Allow() {
+	ks.mu.Lock()
+	var done <-chan struct{}
+	if ks.inflight != nil {
+		done = ks.inflight
+	}
+	ks.mu.Unlock()
+	switch {
+	case done != nil:
+		// A refetch is running (another token with this new kid, most
+		// likely): wait for it rather than be refused by the rate limit.
+		ks.log.LogAttrs(ctx, slog.LevelDebug, "verify: unknown kid, waiting for the running JWKS fetch", slog.String("kid", shown(h.kid)))
+	case ks.limiter.Allow():
+		ks.log.LogAttrs(ctx, slog.LevelInfo, "verify: unknown kid, refetching JWKS", slog.String("kid", shown(h.kid)))
+		done = ks.fetch()
+	default:
+		if k := ks.cur.Load().byKID[h.kid]; k != nil {
+			return k, false, nil // a refetch ended since the first look
+		}
 		return nil, false, reject(ErrUnknownKey, "no key with kid %s in the JWKS (next refetch allowed later)", quoted(h.kid))
 	}
-	ks.log.LogAttrs(ctx, slog.LevelInfo, "verify: unknown kid, refetching JWKS", slog.String("kid", shown(h.kid)))
-	done := ks.fetch()
 	select {
 	case <-done:
 	case <-ctx.Done():

@@ -5,13 +5,19 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/MicahParks/jwkset"
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/m2mauth/m2m/internal/testmain"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -362,4 +368,58 @@ func TestJWKSMembersExactlyOnce(t *testing.T) {
 	_, err = New(context.Background(), Config{JWKSURL: srv.URL, Audience: "event", Issuer: testIssuer})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `"keys" in another case`)
+}
+
+// Tokens of a new kid that arrive while the refetch it caused is running
+// wait for it, instead of being refused by the refetch rate limit.
+func TestNewKIDJoinsRunningRefetch(t *testing.T) {
+	t.Parallel()
+	keys(t)
+	srv := newJWKSServer(t, jwk(t, &rsaA.PublicKey, "s-a", "RS256"))
+	release := make(chan struct{})
+	var served atomic.Int64
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if served.Add(1) > 1 {
+			<-release // the refetch, held until the second token waits for it
+		}
+		resp, err := http.Get(srv.URL)
+		if err != nil {
+			w.WriteHeader(http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		io.Copy(w, resp.Body)
+	}))
+	t.Cleanup(proxy.Close)
+	t.Cleanup(func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	})
+	logs := &testmain.Buffer{}
+	v, _ := newTestVerifier(t, srv, func(cfg *Config) {
+		cfg.JWKSURL = proxy.URL
+		cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	})
+	srv.setKeys(t, jwk(t, &rsaA.PublicKey, "s-a", "RS256"), jwk(t, &rsaB.PublicKey, "s-b", "RS256"))
+
+	results := make(chan error, 2)
+	verifyNew := func(jti string) {
+		c := goodClaims()
+		c["jti"] = jti
+		_, err := v.Verify(context.Background(), mint(t, jwt.SigningMethodRS256, rsaB, "s-b", c))
+		results <- err
+	}
+	go verifyNew("first")
+	require.Eventually(t, func() bool { return v.JWKSFetches() == 2 }, 10*time.Second, time.Millisecond, "the refetch has started")
+	go verifyNew("second")
+	require.Eventually(t, func() bool {
+		return strings.Contains(logs.String(), "waiting for the running JWKS fetch") || len(results) == 2
+	}, 10*time.Second, time.Millisecond)
+	close(release)
+	require.NoError(t, <-results)
+	require.NoError(t, <-results, "the second token waited for the refetch")
+	assert.EqualValues(t, 2, v.JWKSFetches())
 }

@@ -69,9 +69,8 @@ type SharedToken struct {
 
 // String describes t without its token.
 //
-// String, Format, LogValue and MarshalJSON have value receivers, so a
-// SharedToken value, a slice of them or a dereferenced pointer is
-// redacted too.
+// String, Format and MarshalJSON have value receivers, so a SharedToken
+// value, a slice of them or a dereferenced pointer is redacted too.
 func (t SharedToken) String() string {
 	return fmt.Sprintf("m2m.SharedToken{TokenType: %q, Obtained: %s, Expiry: %s, Scope: %q, AccessToken: %s}",
 		t.TokenType, t.Obtained.UTC().Format(time.RFC3339), t.Expiry.UTC().Format(time.RFC3339), t.Scope, redacted)
@@ -81,7 +80,14 @@ func (t SharedToken) String() string {
 func (t SharedToken) Format(f fmt.State, _ rune) { fmt.Fprint(f, t.String()) }
 
 // LogValue implements slog.LogValuer without the token.
-func (t SharedToken) LogValue() slog.Value {
+//
+// Unlike the others it has a pointer receiver, so a nil *SharedToken (a
+// Load that found nothing) logs as "<nil>"; a value logs through Format
+// or MarshalJSON, which leave the token out too.
+func (t *SharedToken) LogValue() slog.Value {
+	if t == nil {
+		return slog.StringValue("<nil>")
+	}
 	return slog.GroupValue(slog.String("token_type", t.TokenType), slog.Time("obtained", t.Obtained),
 		slog.Time("expiry", t.Expiry), slog.String("scope", t.Scope))
 }
@@ -103,7 +109,8 @@ func (t SharedToken) MarshalJSON() ([]byte, error) {
 // derived from the client's credentials, which DeriveKey hands out, so
 // that only holders of the credentials can read or plant a stored token.
 // Formatting a StoreKey shows only its ID. It is a small value, safe to
-// copy and to use concurrently.
+// copy and to use concurrently. Compare StoreKeys by ID, not with ==: two
+// keys for the same token hold their material in different places.
 type StoreKey struct {
 	id string
 	// secret is behind a pointer: fmt cannot call Format on a StoreKey

@@ -324,6 +324,13 @@ func TestStoreKeyShowsNoSecret(t *testing.T) {
 	slog.New(slog.NewJSONHandler(&logged, nil)).Info("x", "tok", tok, "many", many)
 	slog.New(slog.NewTextHandler(&logged, nil)).Info("x", "tok", tok)
 	assert.NotContains(t, logged.String(), "secret-token")
+	var none *SharedToken // what a Load that found nothing returns
+	logged.Reset()
+	slog.New(slog.NewJSONHandler(&logged, nil)).Info("x", "tok", none)
+	slog.New(slog.NewTextHandler(&logged, nil)).Info("x", "tok", none)
+	assert.NotContains(t, logged.String(), "panic")
+	assert.Equal(t, 2, strings.Count(logged.String(), "<nil>"))
+	assert.Equal(t, "<nil>", fmt.Sprint(none))
 	assert.NotContains(t, fmt.Sprintf("%v %+v %#v %s", tok, many, tok, many), "secret-token")
 	// A StoreKey in an unexported field (where fmt cannot call Format)
 	// shows an address, not its material.

@@ -74,9 +74,10 @@ func (r *registry) do(ctx context.Context, method, path string, header http.Head
 		return err
 	}
 	if status != want {
-		if method == http.MethodPost && strings.HasSuffix(path, "/clients") {
-			// A create answered otherwise than expected may still hold the
-			// new client's secret: say what came, never what it says.
+		if method == http.MethodPost && strings.HasSuffix(path, "/clients") && status >= 200 && status <= 299 {
+			// A create answered with another success than expected may
+			// hold the new client's secret: say what came, never what it
+			// says. Errors go through answerError, scrubbed of the API key.
 			return fmt.Errorf("%s %s answered %d, want %d (%d bytes, not shown: they may hold a client secret; the client may exist now, see clients list)",
 				method, path, status, want, len(b))
 		}

@@ -39,6 +39,19 @@ func TestClientsAnswersNeverShowSecrets(t *testing.T) {
 	assert.Contains(t, errOut, "answered 200, want 201")
 	assert.NotContains(t, errOut, "NEW-CLIENT-SECRET-1")
 
+	// An error answer to a create holds no new secret: it is shown,
+	// scrubbed of the API key, with the hint.
+	refusing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusUnauthorized)
+		w.Write([]byte(`{"message":"invalid api-key ` + r.Header.Get("Api-Key") + `"}`))
+	}))
+	defer refusing.Close()
+	_, errOut, code = runCmd(t, "clients", "create", "--core-url", refusing.URL, "--api-key", "CREATE-KEY-7", "--name", "x")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, "invalid api-key")
+	assert.Contains(t, errOut, "check --api-key")
+	assert.NotContains(t, errOut, "CREATE-KEY-7")
+
 	core := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusUnauthorized)
 		w.Write([]byte(`{"message":"invalid api-key ` + r.Header.Get("Api-Key") + `"}`))

@@ -118,17 +118,23 @@ func (s *Scrubber) String(text string, cut bool) string {
 // (at least minPartial bytes) of the secret is replaced too, with an
 // escape the cut left unfinished after it.
 func (s *Scrubber) scrubEscaped(text string, cut bool) string {
-	text = s.scrubDecoded(text, cut, false)
-	if strings.Contains(s.secret, " ") {
-		text = s.scrubDecoded(text, cut, true)
+	// Each reading is a pass of its own: a secret that holds "&lt;" or
+	// "+" as text must still be found where they were not decoded.
+	for _, r := range []struct{ html, plus bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
+		if !r.plus || strings.Contains(s.secret, " ") {
+			text = s.scrubDecoded(text, cut, r.html, r.plus)
+		}
 	}
 	return text
 }
 
-// scrubDecoded is one pass of scrubEscaped; plusIsSpace reads "+" as a
-// space, as form decoders do.
-func (s *Scrubber) scrubDecoded(text string, cut, plusIsSpace bool) string {
-	escapes := `\%&`
+// scrubDecoded is one pass of scrubEscaped: html decodes HTML character
+// references, plusIsSpace reads "+" as a space, as form decoders do.
+func (s *Scrubber) scrubDecoded(text string, cut, html, plusIsSpace bool) string {
+	escapes := `\%`
+	if html {
+		escapes += "&"
+	}
 	if plusIsSpace {
 		escapes += "+"
 	}
@@ -164,7 +170,7 @@ func (s *Scrubber) scrubDecoded(text string, cut, plusIsSpace bool) string {
 		case text[i] == '\\' && i+1 < len(text) && strings.IndexByte(`"\\/bfnrt`, text[i+1]) >= 0:
 			r = rune(map[byte]byte{'"': '"', '\\': '\\', '/': '/', 'b': '\b', 'f': '\f', 'n': '\n', 'r': '\r', 't': '\t'}[text[i+1]])
 			i += 2
-		case text[i] == '&' && htmlReference(text[i:]) != "":
+		case html && text[i] == '&' && htmlReference(text[i:]) != "":
 			ref = htmlReference(text[i:])
 			i += len(ref)
 		default:
@@ -175,7 +181,7 @@ func (s *Scrubber) scrubDecoded(text string, cut, plusIsSpace bool) string {
 		}
 		decoded := string(r)
 		if ref != "" {
-			decoded = html.UnescapeString(ref)
+			decoded = unescapeHTML(ref)
 		}
 		for _, b := range []byte(decoded) {
 			dec = append(dec, b)
@@ -226,6 +232,10 @@ func (s *Scrubber) scrubDecoded(text string, cut, plusIsSpace bool) string {
 	return b.String()
 }
 
+// unescapeHTML is html.UnescapeString, named apart from scrubDecoded's
+// html switch.
+func unescapeHTML(s string) string { return html.UnescapeString(s) }
+
 // htmlReference returns the HTML character reference ("&amp;", "&#34;",
 // "&#x27;") that text starts with, or "".
 func htmlReference(text string) string {
@@ -234,7 +244,7 @@ func htmlReference(text string) string {
 		return ""
 	}
 	ref := text[:end+1]
-	if html.UnescapeString(ref) == ref {
+	if unescapeHTML(ref) == ref {
 		return ""
 	}
 	return ref

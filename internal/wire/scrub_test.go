@@ -106,6 +106,9 @@ func TestScrubberOtherEncoders(t *testing.T) {
 		{"cut inside a percent escape", "Zq8vN2rT5w", "x %5A%71%38%76%4", true, "x [REDACTED]"},
 		{"cut inside a unicode escape", "Zq8vN2rT5w", `x \u005a\u0071\u0038\u0076\u00`, true, "x [REDACTED]"},
 		{"cut inside an html reference", "Zq8v&N2rT5w", "x Zq8v&am", true, "x [REDACTED]"},
+		{"a reference as text, json escapes", "pässw&lt;rd9", `p\u00e4ssw&lt;rd9!`, false, "[REDACTED]!"},
+		{"a numeric reference as text", "ünïcode&#38;Q", `\u00fcn\u00efcode&#38;Q`, false, "[REDACTED]"},
+		{"a reference as text, percent escapes", "50%&amp;Q9z", "50%25&amp;Q9z.", false, "[REDACTED]."},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"time"
 )
@@ -36,14 +37,17 @@ func CheckURL(raw string, allowInsecure bool) (*url.URL, error) {
 	return u, nil
 }
 
+// schemePrefix matches "scheme://" at the start of a URL (RFC 3986 §3.1).
+var schemePrefix = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]*://`)
+
 // Redacted returns raw for an error message, with what may be userinfo
-// (everything from the "//" of the authority to the last "@" after it)
-// replaced by "…". It works on strings that do not parse as URLs too,
+// (everything after "scheme://", or from the start when there is no
+// scheme, up to the last "@") replaced by "…". It works on strings that do not parse as URLs too,
 // where a password with a stray '%' or '/' may hide.
 func Redacted(raw string) string {
 	start := 0
-	if i := strings.Index(raw, "//"); i >= 0 {
-		start = i + 2
+	if m := schemePrefix.FindStringIndex(raw); m != nil {
+		start = m[1]
 	}
 	if at := strings.LastIndexByte(raw[start:], '@'); at >= 0 {
 		return raw[:start] + "…@" + raw[start+at+1:]

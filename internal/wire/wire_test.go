@@ -287,6 +287,7 @@ func TestRedacted(t *testing.T) {
 		"https://id:pa/ss@auth.test/token":      "https://…@auth.test/token",
 		"https://admin:pw@hydra.test:4445":      "https://…@hydra.test:4445",
 		"admin:pw@hydra.test":                   "…@hydra.test",
+		"id:ab//PASS@auth.example/token":        "…@auth.example/token",
 		"https://auth.test/token?user=a@b.test": "https://…@b.test",
 		"https://auth.test/token with a space":  "https://auth.test/token with a space",
 		"":                                      "",

@@ -92,8 +92,17 @@ func (o *Observer) fetchSpan(ev m2m.Event) {
 	o.mu.Unlock()
 
 	attrs := append(slices.Clip(o.server), AttrAudience.String(ev.Audience), AttrScopes.String(ev.Scopes), AttrAttempts.Int(ev.Attempts))
+	// The fetch began Duration before it ended, which was a moment before
+	// this event reached the observer: the span starts no later than its
+	// first retry, so it holds all of them.
+	start := now.Add(-ev.Duration)
+	for _, r := range retries {
+		if r.at.Before(start) {
+			start = r.at
+		}
+	}
 	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindClient),
-		trace.WithTimestamp(now.Add(-ev.Duration)), trace.WithAttributes(attrs...)}
+		trace.WithTimestamp(start), trace.WithAttributes(attrs...)}
 	if ev.Context != nil {
 		if sc := trace.SpanContextFromContext(ev.Context); sc.IsValid() {
 			opts = append(opts, trace.WithLinks(trace.Link{SpanContext: sc}))

@@ -197,61 +197,48 @@ func BenchmarkRoundTripPaired(b *testing.B) {
 		req.Header.Set("User-Agent", "task-service/1.0")
 		return req
 	}
-	// round times one batch of each, in an order that alternates with i.
-	round := func(b *testing.B, req *http.Request, i int, took *[2][]time.Duration) {
-		for k := range 2 {
-			j := (i + k) % 2
-			t0 := time.Now()
-			for range batch {
-				if _, err := rts[j].RoundTrip(req); err != nil {
-					b.Error(err)
-					return
+	// batches returns the two transports' batches of requests with req.
+	batches := func(req *http.Request) []func(*testing.B) {
+		ops := make([]func(*testing.B), len(rts))
+		for j, rt := range rts {
+			ops[j] = func(b *testing.B) {
+				for range batch {
+					if _, err := rt.RoundTrip(req); err != nil {
+						b.Error(err)
+						return
+					}
 				}
 			}
-			took[j] = append(took[j], time.Since(t0))
 		}
+		return ops
 	}
-	report := func(b *testing.B, took *[2][]time.Duration) {
-		if len(took[0]) == 0 || len(took[1]) == 0 {
+	report := func(b *testing.B, med []float64) {
+		if med == nil {
 			return // a failed run has already said why
 		}
-		var med [2]float64
-		for j := range took {
-			slices.Sort(took[j])
-			med[j] = float64(took[j][len(took[j])/2]) / batch
-		}
-		b.ReportMetric(med[0], "m2m-ns/req")
-		b.ReportMetric(med[1], "x-oauth2-ns/req")
+		b.ReportMetric(med[0]/batch, "m2m-ns/req")
+		b.ReportMetric(med[1]/batch, "x-oauth2-ns/req")
 		b.ReportMetric(med[0]/med[1], "m2m/x-oauth2")
 	}
 	b.Run("serial", func(b *testing.B) {
-		var took [2][]time.Duration
-		req := newReq()
-		i := 0
-		for b.Loop() {
-			round(b, req, i, &took)
-			i++
-		}
-		report(b, &took)
+		report(b, timePaired(b, batches(newReq())...))
 	})
 	b.Run("parallel", func(b *testing.B) {
 		var mu sync.Mutex
-		var took [2][]time.Duration
+		all := make(paired, len(rts))
 		b.RunParallel(func(pb *testing.PB) {
-			var mine [2][]time.Duration
-			req := newReq()
-			i := 0
-			for pb.Next() {
-				round(b, req, i, &mine)
-				i++
+			mine := make(paired, len(rts))
+			ops := batches(newReq())
+			for i := 0; pb.Next(); i++ {
+				mine.round(b, i, ops)
 			}
 			mu.Lock()
 			defer mu.Unlock()
-			for j := range took {
-				took[j] = append(took[j], mine[j]...)
+			for j := range all {
+				all[j] = append(all[j], mine[j]...)
 			}
 		})
-		report(b, &took)
+		report(b, all.medians())
 	})
 }
 
@@ -430,25 +417,52 @@ func BenchmarkFetch(b *testing.B) {
 func BenchmarkFetchPaired(b *testing.B) {
 	f := newFetchBench(b)
 	b.Run("paired", func(b *testing.B) {
-		ops := []func(*testing.B){f.floor, f.m2m, f.oauth2}
-		var took [3][]time.Duration
-		i := 0
-		for b.Loop() {
-			for k := range ops {
-				j := (i + k) % len(ops)
-				t0 := time.Now()
-				ops[j](b)
-				took[j] = append(took[j], time.Since(t0))
-			}
-			i++
-		}
-		var med [3]float64
-		for j := range took {
-			slices.Sort(took[j])
-			med[j] = float64(took[j][len(took[j])/2])
-		}
+		med := timePaired(b, f.floor, f.m2m, f.oauth2)
 		b.ReportMetric(med[0], "floor-ns")
 		b.ReportMetric(med[1]/med[0], "m2m/floor")
 		b.ReportMetric(med[2]/med[0], "x-oauth2/floor")
 	})
+}
+
+// paired holds the times of operations run one after the other in rounds,
+// in an order that rotates from round to round, so that a busy machine
+// slows them alike: one series per operation.
+type paired [][]time.Duration
+
+// round times each of ops once; i is the round's number.
+func (p paired) round(b *testing.B, i int, ops []func(*testing.B)) {
+	for k := range ops {
+		j := (i + k) % len(ops)
+		t0 := time.Now()
+		ops[j](b)
+		p[j] = append(p[j], time.Since(t0))
+	}
+}
+
+// medians returns each series' median in nanoseconds, or nil when a
+// series is empty (a failed run has already said why).
+func (p paired) medians() []float64 {
+	med := make([]float64, len(p))
+	for j, s := range p {
+		if len(s) == 0 {
+			return nil
+		}
+		slices.Sort(s)
+		med[j] = float64(s[len(s)/2])
+	}
+	return med
+}
+
+// timePaired runs ops in paired rounds for b's iterations and returns
+// their medians.
+func timePaired(b *testing.B, ops ...func(*testing.B)) []float64 {
+	p := make(paired, len(ops))
+	for i := 0; b.Loop(); i++ {
+		p.round(b, i, ops)
+	}
+	med := p.medians()
+	if med == nil {
+		b.FailNow()
+	}
+	return med
 }

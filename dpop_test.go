@@ -464,23 +464,7 @@ func BenchmarkDPoPProof(b *testing.B) {
 func BenchmarkDPoPProofPaired(b *testing.B) {
 	bb := newDPoPBench(b)
 	b.Run("paired", func(b *testing.B) {
-		ops := []func(*testing.B){bb.floor, bb.proof, bb.roundTrip}
-		var took [3][]time.Duration
-		i := 0
-		for b.Loop() {
-			for k := range ops {
-				j := (i + k) % len(ops)
-				t0 := time.Now()
-				ops[j](b)
-				took[j] = append(took[j], time.Since(t0))
-			}
-			i++
-		}
-		var med [3]float64
-		for j := range took {
-			slices.Sort(took[j])
-			med[j] = float64(took[j][len(took[j])/2])
-		}
+		med := timePaired(b, bb.floor, bb.proof, bb.roundTrip)
 		b.ReportMetric(med[0], "floor-ns")
 		b.ReportMetric(med[1]/med[0], "proof/floor")
 		b.ReportMetric(med[2]/med[0], "roundtrip/floor")

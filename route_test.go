@@ -13,21 +13,33 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// sourceAt is an audience URL and the source whose token goes there.
+type sourceAt struct {
+	raw string
+	src *TokenSource
+}
+
+// testRoutes returns the routes of audience URLs, longest prefix first,
+// each checked as New checks it.
+func testRoutes(t *testing.T, at []sourceAt) []route {
+	t.Helper()
+	var routes []route
+	for _, a := range at {
+		u, err := url.Parse(a.raw)
+		require.NoError(t, err)
+		require.NoError(t, checkRoutePath(u))
+		r := newRoute(u)
+		r.src = a.src
+		routes = append(routes, r)
+	}
+	return routes
+}
+
 func TestRouteMatchesEscapedPath(t *testing.T) {
 	t.Parallel()
 	api := &TokenSource{}
 	pub := &TokenSource{}
-	routes := []route{}
-	for _, r := range []struct {
-		raw string
-		src *TokenSource
-	}{{"https://files.test/api/", api}, {"https://files.test/", pub}} {
-		u, err := url.Parse(r.raw)
-		require.NoError(t, err)
-		rt := newRoute(u)
-		rt.src = r.src
-		routes = append(routes, rt)
-	}
+	routes := testRoutes(t, []sourceAt{{"https://files.test/api/", api}, {"https://files.test/", pub}})
 	tests := []struct {
 		path string
 		want *TokenSource // nil: no token at all
@@ -69,18 +81,7 @@ func TestRouteMatchesEscapedPath(t *testing.T) {
 func TestRouteWithEscapedPrefix(t *testing.T) {
 	t.Parallel()
 	ab, pub := &TokenSource{}, &TokenSource{}
-	var routes []route
-	for _, r := range []struct {
-		raw string
-		src *TokenSource
-	}{{"https://files.test/a%2Fb/", ab}, {"https://files.test/", pub}} {
-		u, err := url.Parse(r.raw)
-		require.NoError(t, err)
-		require.NoError(t, checkRoutePath(u))
-		rt := newRoute(u)
-		rt.src = r.src
-		routes = append(routes, rt)
-	}
+	routes := testRoutes(t, []sourceAt{{"https://files.test/a%2Fb/", ab}, {"https://files.test/", pub}})
 	name := map[*TokenSource]string{ab: "a%2Fb", pub: "public", nil: "none"}
 	for path, want := range map[string]*TokenSource{
 		"/a%2Fb/x":         ab,
@@ -104,18 +105,7 @@ func TestRouteWithEscapedPrefix(t *testing.T) {
 func TestRouteRefusesWhatServersReadAnotherWay(t *testing.T) {
 	t.Parallel()
 	ab, ab2 := &TokenSource{}, &TokenSource{}
-	var routes []route
-	for _, r := range []struct {
-		raw string
-		src *TokenSource
-	}{{"https://files.test/a%2Fb/", ab}, {"https://files.test/a/b/", ab2}} {
-		u, err := url.Parse(r.raw)
-		require.NoError(t, err)
-		require.NoError(t, checkRoutePath(u))
-		rt := newRoute(u)
-		rt.src = r.src
-		routes = append(routes, rt)
-	}
+	routes := testRoutes(t, []sourceAt{{"https://files.test/a%2Fb/", ab}, {"https://files.test/a/b/", ab2}})
 	name := map[*TokenSource]string{ab: "a%2Fb", ab2: "a/b", nil: "none"}
 	for raw, want := range map[string]*TokenSource{
 		"https://files.test/a%2Fb/x":  nil, // decoded, it is /a/b/x: both audiences

@@ -262,7 +262,9 @@ var jwkMembers = []string{"kty", "use", "key_ops", "alg", "kid", "crv", "n", "e"
 // obj, no member may appear twice, and none of known may appear in
 // another case. encoding/json matches names without regard to case and
 // keeps the last of duplicates, so {"use":"enc","USE":"sig"} would read
-// as a signature key.
+// as a signature key. It looks at obj's own members only: the strict
+// reader's object walk (jsonReader.object) checks nested objects too, so
+// one malformed key would refuse the whole key set instead of that key.
 func exactMembers(obj []byte, known ...string) error {
 	dec := json.NewDecoder(bytes.NewReader(obj))
 	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
